@@ -16,7 +16,7 @@ INSTALL_REQUIRES = [
     "onnx>=1.16",
     "onnxruntime>=1.18",
     "onnxscript>=0.3",
-    "torch>=2.4",
+    "torch>=2.5",
     "rosbags>=0.10",
     "matplotlib>=3.8",
 ]

@@ -15,14 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "score images, a folder or a video without ROS; write maps, masks, overlays"),
     "export": ("export", "export a model (official checkpoint or random init) to a contract ONNX"),
     "build-engine": ("build_engine", "build and cache a TensorRT engine from an exported ONNX"),
-    "benchmark": ("benchmark", "time every pipeline stage and compare with the official protocol"),
     "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
     "calibrate": ("calibrate", "pick the obstacle threshold for a target TPR/FPR; write node params"),
     "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),
-    "make-scenes": ("make_scenes", "generate synthetic road scenes with pasted anomalies"),
-    "train-segmentor": ("train_segmentor", "stage 1: train the inlier segmentor"),
-    "train-uem": ("train_uem", "stage 2: train the UEM head on a frozen segmentor"),
-    "demo": ("demo", "end-to-end demo on the embedded model and synthetic scenes"),
 }
 
 

@@ -1,0 +1,273 @@
+"""TensorRT backend: builds an engine from the contract ONNX on the target GPU and caches it.
+
+The engine is cached beside the ONNX under a key of the ONNX sha256, TensorRT version, GPU
+name and compute capability, precision and batch size; any mismatch rebuilds it and says
+why. Bindings are torch CUDA tensors on a torch stream (no pycuda). Written against the
+TensorRT >= 10 Python API (name-based tensors, `execute_async_v3`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ood_perception.backends.base import BackendOutput
+from ood_perception.contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
+from ood_perception.errors import ConfigurationError
+
+LOGGER = logging.getLogger(__name__)
+PRECISIONS = ("fp16", "fp32")
+WORKSPACE_BYTES = 4 << 30
+
+
+def import_tensorrt():
+    """The `tensorrt` module, or a ConfigurationError saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise ConfigurationError(
+            "backend 'tensorrt' needs the TensorRT >= 10 Python package "
+            "(pip install tensorrt, or JetPack on Jetson); use backend 'onnxruntime' or "
+            f"'torch' on this machine ({error})"
+        ) from error
+    if int(tensorrt.__version__.split(".")[0]) < 10:
+        raise ConfigurationError(f"TensorRT >= 10 is required, found {tensorrt.__version__}")
+    return tensorrt
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on; a cached engine is reused only on an exact match."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    max_batch: int
+
+    def mismatch(self, other: EngineKey) -> str:
+        """Human-readable list of the fields that differ, empty when equal."""
+        mine, theirs = asdict(self), asdict(other)
+        return ", ".join(
+            f"{name} {theirs[name]!r} -> {mine[name]!r}"
+            for name in mine
+            if mine[name] != theirs[name]
+        )
+
+
+def engine_path_for(onnx_path: Path, precision: str) -> Path:
+    """`model.onnx` -> `model.fp16.engine`, with its key in `model.fp16.engine.json`."""
+    return onnx_path.with_suffix(f".{precision}.engine")
+
+
+def cached_engine_status(onnx_path: Path, key: EngineKey) -> tuple[bool, str]:
+    """Whether a usable engine is cached for `key`, and why not when it is not."""
+    engine_path = engine_path_for(onnx_path, key.precision)
+    key_path = engine_path.with_name(engine_path.name + ".json")
+    if not engine_path.is_file() or not key_path.is_file():
+        return False, f"no cached engine at {engine_path}"
+    try:
+        cached = EngineKey(**json.loads(key_path.read_text()))
+    except (TypeError, ValueError) as error:
+        return False, f"unreadable engine key {key_path} ({error})"
+    difference = key.mismatch(cached)
+    if difference:
+        return False, f"cached engine is stale: {difference}"
+    return True, f"cached engine {engine_path} matches"
+
+
+def current_engine_key(onnx_path: Path, precision: str, max_batch: int, device: int = 0):
+    """The key for building `onnx_path` on CUDA device `device` with this TensorRT."""
+    import torch
+
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise ConfigurationError("backend 'tensorrt' needs a CUDA GPU; none is visible")
+    major, minor = torch.cuda.get_device_capability(device)
+    return EngineKey(
+        onnx_sha256=file_sha256(onnx_path),
+        tensorrt_version=trt.__version__,
+        gpu_name=torch.cuda.get_device_name(device),
+        compute_capability=f"{major}.{minor}",
+        precision=precision,
+        max_batch=max_batch,
+    )
+
+
+def _keep_sensitive_layers_fp32(trt, network) -> int:
+    """Pin normalisation, softmax and reductions to FP32 inside an FP16 engine."""
+    sensitive = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type in sensitive:
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
+            pinned += 1
+    return pinned
+
+
+def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int = 1,
+                 device: int = 0, force: bool = False) -> Path:
+    """Build (or reuse) the engine for `onnx_path`; returns the engine path."""
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    if precision not in PRECISIONS:
+        raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not onnx_path.is_file():
+        raise ConfigurationError(f"model file {onnx_path} does not exist")
+    key = current_engine_key(onnx_path, precision, max_batch, device)
+    usable, reason = cached_engine_status(onnx_path, key)
+    engine_path = engine_path_for(onnx_path, precision)
+    if usable and not force:
+        LOGGER.info(reason)
+        return engine_path
+    LOGGER.warning("building TensorRT engine (%s); this takes minutes", reason)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ConfigurationError(f"TensorRT cannot parse {onnx_path}: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        LOGGER.info("kept %d layers in FP32", _keep_sensitive_layers_fp32(trt, network))
+
+    timing_cache_path = onnx_path.with_suffix(".timing_cache")
+    cache_bytes = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
+    timing_cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(timing_cache, ignore_mismatch=False)
+
+    image = network.get_input(0)
+    if image.name != INPUT_NAME:
+        raise ConfigurationError(f"{onnx_path} input is {image.name!r}, not {INPUT_NAME!r}")
+    _, height, width, channels = image.shape
+    if image.shape[0] == -1:
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, (1, height, width, channels),
+                          (max_batch, height, width, channels),
+                          (max_batch, height, width, channels))
+        config.add_optimization_profile(profile)
+
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ConfigurationError(f"TensorRT failed to build an engine from {onnx_path}")
+    engine_path.write_bytes(bytes(serialized))
+    engine_path.with_name(engine_path.name + ".json").write_text(
+        json.dumps(asdict(key), indent=2))
+    timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    LOGGER.warning("built %s in %.0f s", engine_path, time.perf_counter() - started)
+    return engine_path
+
+
+def _torch_dtype(trt, dtype):
+    import torch
+
+    table = {
+        trt.uint8: torch.uint8, trt.float32: torch.float32, trt.float16: torch.float16,
+        trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool,
+    }
+    return table[dtype]
+
+
+class TensorRTBackend:
+    """Runs a cached (or freshly built) engine with torch CUDA tensors as bindings."""
+
+    name = "tensorrt"
+
+    def __init__(self, model_path: str, device: str = "cuda", precision: str = "fp16",
+                 max_batch: int = 1, build_only: bool = False, **_unused):
+        import onnx
+        import torch
+
+        if not device.startswith("cuda"):
+            raise ConfigurationError(f"backend 'tensorrt' runs on cuda, not {device!r}")
+        device_index = int(device.split(":")[1]) if ":" in device else 0
+        onnx_path = Path(model_path)
+        engine_path = build_engine(onnx_path, precision, max_batch, device_index)
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+        shape = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+        props = {p.key: p.value for p in graph.metadata_props}
+        self.info = ModelInfo.from_metadata(props, (shape[1], shape[2]))
+        self.device = f"cuda:{device_index}"
+        self.max_batch = max_batch
+        if build_only:
+            self._context = None
+            return
+
+        trt = import_tensorrt()
+        self._torch = torch
+        self._trt = trt
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self._engine is None:
+            raise ConfigurationError(f"TensorRT could not load {engine_path}; delete it")
+        self._context = self._engine.create_execution_context()
+        self._stream = torch.cuda.Stream(device=self.device)
+        self._outputs = [
+            self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)
+            if self._engine.get_tensor_mode(self._engine.get_tensor_name(i))
+            == trt.TensorIOMode.OUTPUT
+        ]
+        self._pinned = None
+
+    def run(self, images: np.ndarray) -> BackendOutput:
+        if self._context is None:
+            raise ConfigurationError("backend was opened with build_only")
+        scores, semantics = [], []
+        for start in range(0, len(images), self.max_batch):
+            score, semantic = self._run_chunk(images[start:start + self.max_batch])
+            scores.append(score)
+            semantics.append(semantic)
+        semantic = None if semantics[0] is None else np.concatenate(semantics)
+        return BackendOutput(np.concatenate(scores), semantic)
+
+    def _run_chunk(self, images: np.ndarray):
+        torch = self._torch
+        if self._pinned is None or self._pinned.shape != images.shape:
+            self._pinned = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
+        self._pinned.numpy()[...] = images
+        with torch.cuda.stream(self._stream):
+            image = self._pinned.to(self.device, non_blocking=True)
+            self._context.set_input_shape(INPUT_NAME, tuple(image.shape))
+            self._context.set_tensor_address(INPUT_NAME, image.data_ptr())
+            outputs = {}
+            for name in self._outputs:
+                shape = tuple(self._context.get_tensor_shape(name))
+                dtype = _torch_dtype(self._trt, self._engine.get_tensor_dtype(name))
+                outputs[name] = torch.empty(shape, dtype=dtype, device=self.device)
+                self._context.set_tensor_address(name, outputs[name].data_ptr())
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+            score = outputs[SCORE_NAME].float().cpu()
+            semantic = outputs.get(SEMANTIC_NAME)
+            semantic = None if semantic is None else semantic.to(torch.uint8).cpu()
+        self._stream.synchronize()
+        return score.numpy(), None if semantic is None else semantic.numpy()
+
+    def close(self) -> None:
+        self._context = None
+        self._engine = None

@@ -1,0 +1,162 @@
+"""The deploy wrapper (uint8 image in, contract outputs out) and ONNX / torch export.
+
+Model-agnostic: any `network` mapping normalised [B, 3, H, W] float32 to
+(score [B, H, W] float32, classes [B, H, W] int64) can be wrapped and exported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from .contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .models.registry import ExportRequest
+
+LOG = logging.getLogger(__name__)
+DEPLOY_FORMAT = "ood_perception.deploy/1"
+# Above this size the ONNX weights go to an external data file (protobuf limit is 2 GiB).
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+class DeployModel(nn.Module):
+    """uint8 RGB [B, H, W, 3] -> (anomaly_score float32 [B, H, W], semantic uint8 [B, H, W])."""
+
+    def __init__(self, network: nn.Module, info: ModelInfo):
+        super().__init__()
+        self.network = network
+        self.info = info
+        self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("inv_std", 1.0 / torch.tensor(info.std).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (image.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+        score, classes = self.network(x)
+        return score.float(), classes.to(torch.uint8)
+
+
+def sample_images(info: ModelInfo, batch: int = 2, seed: int = 0) -> np.ndarray:
+    """Random uint8 frames at the model input size, for export tracing and checks."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(batch, *info.input_size, 3), dtype=np.uint8)
+
+
+EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+def _dynamo_export(deploy: DeployModel, path: Path, sample: torch.Tensor, opset: int) -> None:
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.onnx.export(
+        deploy, (sample,), input_names=[INPUT_NAME], output_names=[SCORE_NAME, SEMANTIC_NAME],
+        opset_version=opset, dynamic_shapes={"image": {0: batch}}, dynamo=True,
+        external_data=False)
+    program.save(str(path))
+
+
+def _torchscript_export(deploy: DeployModel, path: Path, sample: torch.Tensor,
+                        opset: int) -> None:
+    torch.onnx.export(
+        deploy, (sample,), str(path), input_names=[INPUT_NAME],
+        output_names=[SCORE_NAME, SEMANTIC_NAME], opset_version=opset,
+        dynamic_axes={INPUT_NAME: {0: "batch"}, SCORE_NAME: {0: "batch"},
+                      SEMANTIC_NAME: {0: "batch"}}, dynamo=False)
+
+
+def _torch_export(deploy: DeployModel, path: Path, sample: torch.Tensor, opset: int,
+                  exporter: str) -> str:
+    """"auto": the dynamo exporter, and the TorchScript one only if dynamo fails."""
+    if exporter in ("auto", "dynamo"):
+        try:
+            _dynamo_export(deploy, path, sample, opset)
+            return "dynamo"
+        except Exception as exc:  # any dynamo failure falls back (logged)
+            if exporter == "dynamo":
+                raise
+            LOG.warning("dynamo ONNX export failed (%s: %s); using dynamo=False",
+                        type(exc).__name__, (str(exc).splitlines() or [""])[0])
+    _torchscript_export(deploy, path, sample, opset)
+    return "torchscript"
+
+
+def export_onnx(deploy: DeployModel, path: str | Path, opset: int = 18,
+                exporter: str = "auto") -> Path:
+    """Write a contract ONNX graph (dynamic batch, fixed H, W, metadata) and check it.
+
+    `exporter`: "auto" (dynamo, falling back to TorchScript), "dynamo" or "torchscript".
+    """
+    import onnx
+
+    if opset < 17:
+        raise ConfigurationError(f"opset must be >= 17, got {opset}")
+    if exporter not in EXPORTERS:
+        raise ConfigurationError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deploy = deploy.eval()
+    sample = torch.from_numpy(sample_images(deploy.info, batch=2))
+    with torch.no_grad():
+        exporter = _torch_export(deploy, path, sample, opset, exporter)
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in deploy.info.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"exported with the {exporter} exporter"
+    external = model.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(model, str(path), save_as_external_data=external,
+              location=path.name + ".data" if external else None)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def check_onnxruntime(path: str | Path, deploy: DeployModel, images: np.ndarray) -> float:
+    """Largest |score_onnxruntime - score_torch| over `images` (uint8 [B, H, W, 3])."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    score_ort, _ = session.run([SCORE_NAME, SEMANTIC_NAME], {INPUT_NAME: images})
+    with torch.no_grad():
+        score_pt, _ = deploy.eval()(torch.from_numpy(images))
+    return float(np.abs(score_ort - score_pt.numpy()).max())
+
+
+def save_torch_deploy(deploy: DeployModel, request: ExportRequest, path: str | Path) -> Path:
+    """Write the `.pt` deploy dict (docs/architecture.md), loadable with weights_only=True."""
+    build = asdict(replace(request, checkpoint=None, segmentor_checkpoint=None,
+                           random_init=True, variant=getattr(deploy, "variant", request.variant)))
+    payload = {
+        "format": DEPLOY_FORMAT, "model": request.model, "build": build,
+        "metadata": deploy.info.to_metadata(),
+        "state_dict": {k: v.detach().cpu() for k, v in deploy.state_dict().items()},
+    }
+    path = Path(path)
+    torch.save(payload, path)
+    return path
+
+
+def load_torch_deploy(path: str | Path) -> DeployModel:
+    """Rebuild a DeployModel through the registry from a `.pt` deploy file."""
+    from .models.registry import ExportRequest, build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"torch deploy file not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != DEPLOY_FORMAT:
+        raise ConfigurationError(f"{path} is not an {DEPLOY_FORMAT} file")
+    build = dict(payload["build"])
+    for key in ("input_size", "window"):
+        if build.get(key) is not None:
+            build[key] = tuple(build[key])
+    deploy = build_model(ExportRequest(**build))
+    deploy.load_state_dict(payload["state_dict"], strict=True)
+    return deploy.eval()

@@ -1,0 +1,1 @@
+"""PyTorch models with the official parameter names, checkpoint converters and scores."""

@@ -1,0 +1,54 @@
+"""Model name -> lazy builder path; a builder turns an `ExportRequest` into a DeployModel."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..export import DeployModel
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """The export CLI fields; a builder ignores none silently (it rejects what does not apply)."""
+
+    model: str
+    variant: str | None = None
+    checkpoint: str | None = None
+    segmentor_checkpoint: str | None = None
+    random_init: bool = False
+    # None = the family default (llr for UEM).
+    score: str | None = None
+    input_size: tuple[int, int] = (1024, 2048)
+    # None = the family default window / stride.
+    window: tuple[int, int] | None = None
+    stride: int | None = None
+    single_window: bool = False
+    seed: int = 0
+
+
+MODELS: dict[str, str] = {
+    "uem-dinov2-s": "ood_perception.models.uem_build:build_uem_dinov2_s",
+    "uem-dinov2-b": "ood_perception.models.uem_build:build_uem_dinov2_b",
+    "uem-dinov2-l": "ood_perception.models.uem_build:build_uem_dinov2_l",
+    "uno-m2f-swin-l": "ood_perception.models.mask2former:build_uno_m2f_swin_l",
+    "uno-m2f-swin-t": "ood_perception.models.mask2former:build_uno_m2f_swin_t",
+    "uno-m2f-swin-b": "ood_perception.models.mask2former:build_uno_m2f_swin_b",
+}
+
+
+def resolve_builder(name: str):
+    """The builder function of a model name (imports its module only now)."""
+    if name not in MODELS:
+        raise ConfigurationError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    module_name, func_name = MODELS[name].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def build_model(request: ExportRequest) -> DeployModel:
+    """Build the deploy wrapper a request describes."""
+    return resolve_builder(request.model)(request)

@@ -1,0 +1,158 @@
+"""Score map -> obstacle mask and obstacles: threshold, class gating, blob filtering.
+
+Everything runs at the frame's own size, vectorised or in OpenCV, so a 1920x1080 frame
+costs a few milliseconds on a CPU core.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ood_perception.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """How a score map becomes obstacles; validated on construction."""
+
+    # Pixels scoring strictly above this are anomalous (same scale as the graph's score).
+    score_threshold: float = 0.5
+    # Connected blobs smaller than this many pixels are dropped as noise.
+    min_obstacle_area: int = 100
+    # Keep anomalies only on or next to these class ids (e.g. road = 0); () = no gating.
+    # Ignored when the graph has no `semantic` output.
+    gating_classes: tuple[int, ...] = ()
+    # "Next to": the gating region is grown by this many pixels in x and y (square kernel,
+    # separable: ~1 ms at 1920x1080 where a disc costs ~13 ms).
+    gating_dilation: int = 0
+    # At most this many obstacles are reported (largest first); the mask keeps all blobs.
+    max_obstacles: int = 64
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigurationError` naming the first invalid field."""
+        threshold = self.score_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or (
+                not math.isfinite(threshold)):
+            raise ConfigurationError(f"score_threshold must be a finite number, got {threshold!r}")
+        for name in ("min_obstacle_area", "gating_dilation", "max_obstacles"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ConfigurationError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.max_obstacles < 1:
+            raise ConfigurationError(f"max_obstacles must be >= 1, got {self.max_obstacles}")
+        if not isinstance(self.gating_classes, tuple):
+            raise ConfigurationError(
+                f"gating_classes must be a tuple of class ids, got {self.gating_classes!r}")
+        for class_id in self.gating_classes:
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) or not (
+                    0 <= class_id <= 255):
+                raise ConfigurationError(
+                    f"gating_classes must hold class ids in 0..255, got {class_id!r}")
+
+
+@dataclass(frozen=True)
+class Obstacle:
+    """One connected anomalous blob, in the frame's pixel coordinates."""
+
+    id: int  # 1..N, largest area first
+    area: int  # pixels
+    score_max: float
+    score_mean: float
+    bbox: tuple[int, int, int, int]  # x, y, width, height
+    centroid: tuple[float, float]  # x, y
+
+
+@dataclass
+class PostprocessResult:
+    """uint8 HxW mask (0 or 255) of every kept blob and the reported obstacles."""
+
+    mask: np.ndarray
+    obstacles: list[Obstacle] = field(default_factory=list)
+
+
+def gating_region(semantic: np.ndarray, classes: tuple[int, ...], dilation: int) -> np.ndarray:
+    """bool HxW: pixels of `classes`, grown by `dilation` pixels (Chebyshev distance)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[list(classes)] = 1
+    region = cv2.LUT(semantic, lut) if semantic.dtype == np.uint8 else lut[semantic]
+    if dilation > 0:
+        kernel = np.ones((2 * dilation + 1, 2 * dilation + 1), np.uint8)
+        region = cv2.dilate(region, kernel)
+    return region.astype(bool)
+
+
+def postprocess(
+    score: np.ndarray, semantic: np.ndarray | None, config: PostprocessConfig
+) -> PostprocessResult:
+    """float32 HxW score (+ uint8 HxW classes) -> mask and obstacles; NaN never counts."""
+    binary = (score > config.score_threshold).view(np.uint8)
+    if config.gating_classes and semantic is not None:
+        if semantic.shape != score.shape:
+            raise ConfigurationError(
+                f"semantic shape {semantic.shape} differs from score shape {score.shape}")
+        region = gating_region(semantic, config.gating_classes, config.gating_dilation)
+        binary = binary & region.view(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        binary, connectivity=8, ltype=cv2.CV_32S)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    kept = np.flatnonzero(areas >= max(config.min_obstacle_area, 1))
+    kept = kept[kept != 0]
+    if kept.size == count - 1:
+        mask = binary * np.uint8(255)
+    else:
+        lut = np.zeros(count, dtype=np.uint8)
+        lut[kept] = 255
+        mask = lut[labels]
+    order = kept[np.argsort(-areas[kept], kind="stable")][: config.max_obstacles]
+    obstacles = []
+    for rank, label in enumerate(order, start=1):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        inside = score[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        obstacles.append(Obstacle(
+            id=rank, area=area, score_max=float(inside.max()), score_mean=float(inside.mean()),
+            bbox=(x, y, w, h), centroid=(float(centroids[label][0]), float(centroids[label][1])),
+        ))
+    return PostprocessResult(mask=mask, obstacles=obstacles)
+
+
+def normalise_score(
+    score: np.ndarray, score_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """float HxW -> uint8 0..255 over `score_range` (the map's finite min/max when None)."""
+    if score_range is None:
+        low, high = float(score.min()), float(score.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            finite = score[np.isfinite(score)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 1)
+    else:
+        low, high = (float(v) for v in score_range)
+    scale = 255.0 / (high - low) if high > low else 0.0
+    # Clipped first, so the absolute value convertScaleAbs takes is a no-op; NaN becomes 0.
+    clipped = np.clip(score, low, high)
+    return cv2.convertScaleAbs(clipped, alpha=scale, beta=-low * scale)
+
+
+def render_overlay(
+    rgb: np.ndarray,
+    score: np.ndarray,
+    mask: np.ndarray,
+    score_range: tuple[float, float] | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """BGR uint8 frame blended with the viridis-coloured score, obstacle outlines in red."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigurationError(f"overlay alpha must be in [0, 1], got {alpha}")
+    colours = cv2.applyColorMap(normalise_score(score, score_range), cv2.COLORMAP_VIRIDIS)
+    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    overlay = cv2.addWeighted(colours, alpha, frame, 1.0 - alpha, 0.0)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thickness = max(1, round(min(mask.shape) / 360))
+    cv2.drawContours(overlay, contours, -1, (0, 0, 255), thickness)
+    return overlay

@@ -1,0 +1,163 @@
+"""`ood-perception calibrate`: the obstacle threshold that reaches a target TPR or FPR.
+
+The threshold comes from the exact pixel curve of `metrics.PixelMetrics` on the labelled
+set, is written as `score_threshold` into the node's params YAML (on top of
+`--params-in`), and the metrics at that threshold go into the YAML's header comments and
+a sibling `<params-out>.calibration.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.metrics import OperatingPoint, PixelMetrics
+from ood_perception.tools.evaluate import add_source_arguments, open_source
+
+NODE = "ood_perception_node"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_arguments(parser)
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-tpr",
+        type=float,
+        help="reach at least this share of anomaly pixels (default 0.95)",
+    )
+    target.add_argument(
+        "--target-fpr", type=float, help="flag at most this share of inlier pixels"
+    )
+    parser.add_argument(
+        "--params-out",
+        type=Path,
+        required=True,
+        help="node params YAML to write (score_threshold, model_path)",
+    )
+    parser.add_argument(
+        "--params-in", type=Path, help="base params YAML whose other parameters are kept"
+    )
+
+
+def read_params(path: Path | None) -> dict:
+    """`ros__parameters` of the node in a params YAML (empty without a file)."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ConfigurationError(f"params file {path} does not exist")
+    document = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{path} is not a ROS params YAML (a mapping at the top)")
+    for node, section in document.items():
+        if node.strip("/").split("/")[-1] in (NODE, "**") and isinstance(section, dict):
+            return dict(section.get("ros__parameters") or {})
+    return {}
+
+
+def postprocess_from_params(path: Path | None, threshold: float | None = None):
+    """The node's PostprocessConfig from a params YAML (+ an explicit threshold override)."""
+    from ood_perception.postprocess import PostprocessConfig
+
+    params = read_params(path)
+    names = {f.name for f in dataclasses.fields(PostprocessConfig)}
+    values = {k: v for k, v in params.items() if k in names}
+    if isinstance(values.get("gating_classes"), list):
+        values["gating_classes"] = tuple(values["gating_classes"])
+    if threshold is not None:
+        values["score_threshold"] = float(threshold)
+    try:
+        return PostprocessConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"invalid postprocess parameters in {path}: {error}") from error
+
+
+def calibrate(metrics: PixelMetrics, target_tpr: float | None, target_fpr: float | None):
+    """The operating point: highest threshold with TPR >= target, or lowest with FPR <= target."""
+    for name, value in (("--target-tpr", target_tpr), ("--target-fpr", target_fpr)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigurationError(f"{name} must be a fraction in [0, 1], got {value}")
+    if metrics.positives + metrics.negatives == 0:
+        raise ConfigurationError("no labelled pixels: every pixel is ignored")
+    if target_fpr is not None:
+        point = metrics.point_at_fpr(target_fpr)
+    else:
+        if metrics.positives == 0:
+            raise ConfigurationError("the labelled set has no anomaly pixels; use --target-fpr")
+        point = metrics.point_at_tpr(0.95 if target_tpr is None else target_tpr)
+    if point is None:
+        raise ConfigurationError(f"no threshold keeps the FPR at or below {target_fpr}")
+    return point
+
+
+def write_params(
+    path: Path, base: dict, point: OperatingPoint, model: Path | None, comment: list[str]
+) -> None:
+    """The params YAML (threshold as the float32 value the node compares with)."""
+    params = dict(base)
+    params["score_threshold"] = float(np.float32(point.threshold))
+    if model is not None:
+        params["model_path"] = str(model.resolve())
+    document = {NODE: {"ros__parameters": params}}
+    header = "".join(f"# {line}\n" for line in comment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    try:
+        source = open_source(args)
+        base = read_params(args.params_in)
+        metrics = PixelMetrics()
+        for _, _, score, label in tqdm(
+            source.frames(), total=source.count, desc="calibrate", unit="frame", file=sys.stderr
+        ):
+            metrics.update(score, label)
+        point = calibrate(metrics, args.target_tpr, args.target_fpr)
+    except OodPerceptionError as error:
+        print(f"ood-perception calibrate: {error}", file=sys.stderr)
+        return 2
+    target = (
+        f"FPR <= {args.target_fpr}"
+        if args.target_fpr is not None
+        else f"TPR >= {0.95 if args.target_tpr is None else args.target_tpr}"
+    )
+    record = {
+        "target": target,
+        "score_threshold": float(np.float32(point.threshold)),
+        "at_threshold": dataclasses.asdict(point),
+        "ap": metrics.ap(),
+        "auroc": metrics.auroc(),
+        "fpr95": metrics.fpr_at_tpr(0.95),
+        "frames": metrics.frames,
+        "positive_pixels": metrics.positives,
+        "negative_pixels": metrics.negatives,
+        "source": source.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    comment = [
+        f"calibrated by `ood-perception calibrate` on {source.name} ({metrics.frames} frames)",
+        (
+            f"target {target}: score > {record['score_threshold']!r} gives TPR {point.tpr:.4f}, "
+            f"FPR {point.fpr:.6f}, precision {point.precision:.4f}, F1 {point.f1:.4f}"
+        ),
+        (
+            f"dataset AP {record['ap']:.4f}, AUROC {record['auroc']:.4f}, "
+            f"FPR95 {record['fpr95']:.4f}"
+        ),
+    ]
+    write_params(args.params_out, base, point, args.model, comment)
+    sidecar = args.params_out.with_suffix(".calibration.json")
+    sidecar.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print("\n".join(comment))
+    print(f"wrote {args.params_out} and {sidecar}")
+    return 0

@@ -1,0 +1,153 @@
+"""Deploy wrapper, ONNX export (contract, metadata, dynamic batch) and the export CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from uem_tiny import WINDOW, randomize, tiny_config, tiny_network
+
+from ood_perception.cli import main
+from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255, ModelInfo
+from ood_perception.export import (
+    DeployModel,
+    check_onnxruntime,
+    export_onnx,
+    load_torch_deploy,
+    sample_images,
+    save_torch_deploy,
+)
+from ood_perception.models.registry import ExportRequest, build_model
+from ood_perception.models.uem import UEMNetwork, uem_config
+from ood_perception.models.uem_build import build_uem
+from ood_perception.models.uem_checkpoints import official_uem_state, save_lightning_checkpoint
+
+
+class Probe(torch.nn.Module):
+    """Returns channel 0 of its (normalised) input as the score, class 2 everywhere."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, 0], torch.full_like(x[:, 0], 2, dtype=torch.long)
+
+
+def test_deploy_model_normalises_inside() -> None:
+    deploy = DeployModel(Probe(), ModelInfo(input_height=4, input_width=5))
+    image = torch.full((1, 4, 5, 3), 200, dtype=torch.uint8)
+    score, semantic = deploy(image)
+    expected = (200 - IMAGENET_MEAN_255[0]) / IMAGENET_STD_255[0]
+    assert score.dtype == torch.float32 and semantic.dtype == torch.uint8
+    assert torch.allclose(score, torch.full((1, 4, 5), expected))
+    assert (semantic == 2).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_deploy() -> DeployModel:
+    deploy = build_uem(ExportRequest(model="uem-tiny", random_init=True, input_size=(70, 112),
+                                     window=WINDOW, stride=14), tiny_config("gg"))
+    net = tiny_network("gg", seed=4)
+    deploy.network.coverage.network.load_state_dict(net.state_dict())
+    return deploy.eval()
+
+
+def test_onnx_matches_torch_with_dynamic_batch(tmp_path: Path, tiny_deploy) -> None:
+    path = export_onnx(tiny_deploy, tmp_path / "tiny.onnx", opset=18)
+    model = onnx.load(str(path))
+    assert model.doc_string == "exported with the dynamo exporter"
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["anomaly_score", "semantic"]
+    props = {p.key: p.value for p in model.metadata_props}
+    info = ModelInfo.from_metadata(props, (70, 112))
+    assert info == tiny_deploy.info
+    assert info.tiling["windows"] == len(tiny_deploy.network.coverage.windows)
+    images = sample_images(tiny_deploy.info, batch=3, seed=7)
+    assert check_onnxruntime(path, tiny_deploy, images) < 1e-3
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    score, semantic = session.run(None, {"image": images[:1]})
+    assert score.shape == (1, 70, 112) and score.dtype == np.float32
+    assert semantic.dtype == np.uint8
+    with torch.no_grad():
+        expected = tiny_deploy(torch.from_numpy(images[:1]))[1].numpy()
+    assert (semantic == expected).mean() > 0.999
+
+
+def test_torchscript_exporter_also_matches(tmp_path: Path, tiny_deploy) -> None:
+    path = export_onnx(tiny_deploy, tmp_path / "ts.onnx", opset=17, exporter="torchscript")
+    assert onnx.load(str(path)).doc_string == "exported with the torchscript exporter"
+    images = sample_images(tiny_deploy.info, batch=3, seed=8)
+    assert check_onnxruntime(path, tiny_deploy, images) < 1e-3
+
+
+def test_torch_deploy_round_trip(tmp_path: Path) -> None:
+    request = ExportRequest(model="uem-dinov2-s", variant="gd", random_init=True,
+                            input_size=(42, 56), window=(28, 42), stride=14, seed=3)
+    deploy = build_model(request)
+    path = save_torch_deploy(deploy, request, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == "ood_perception.deploy/1"
+    assert payload["metadata"] == deploy.info.to_metadata()
+    loaded = load_torch_deploy(path)
+    image = torch.from_numpy(sample_images(deploy.info, batch=1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image)[0], deploy(image)[0])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "uno-m2f-swin-l", "--variant", "dd", "--random-init"], "variant"),
+    (["--model", "uno-m2f-swin-l", "--random-init", "--segmentor-checkpoint", "s.ckpt"],
+     "--segmentor-checkpoint"),
+    (["--model", "uem-dinov2-b", "--random-init", "--checkpoint", "x.ckpt"], "exactly one"),
+    (["--model", "uem-dinov2-b", "--checkpoint", "absent.ckpt"], "not found"),
+    (["--model", "uem-nope", "--random-init"], "uem-dinov2-b"),
+    (["--model", "uem-dinov2-b", "--variant", "xx", "--random-init"], "variant"),
+    (["--model", "uem-dinov2-b", "--random-init", "--score", "entropy"], "score"),
+])
+def test_cli_errors(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+    code = main(["export", *argv, "--input-size", "28x42", "--window", "28x42",
+                 "--output", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "\n" not in err.strip()
+
+
+def test_cli_export_small_vit_s(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s.onnx"
+    code = main(["export", "--model", "uem-dinov2-s", "--variant", "dd", "--random-init",
+                 "--input-size", "42x70", "--window", "28x42", "--stride", "14",
+                 "--score", "max_logit", "--output", str(out), "--save-torch"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert out.is_file() and out.with_suffix(".pt").is_file()
+    diff = float(re.search(r"max \|score diff\| = (\S+)", text).group(1))
+    assert diff < 1e-3
+
+
+def test_cli_export_from_official_checkpoint(tmp_path: Path, capsys) -> None:
+    network = randomize(UEMNetwork(uem_config("s", "gd"), (28, 42)), seed=5)
+    ckpt = save_lightning_checkpoint(official_uem_state(network), tmp_path / "uem.ckpt")
+    out = tmp_path / "s.onnx"
+    code = main(["export", "--model", "uem-dinov2-s", "--variant", "gd", "--checkpoint",
+                 str(ckpt), "--input-size", "28x42", "--window", "28x42", "--output", str(out),
+                 "--save-torch"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert float(re.search(r"max \|score diff\| = (\S+)", text).group(1)) < 1e-3
+    loaded = load_torch_deploy(out.with_suffix(".pt")).network.coverage.network
+    torch.testing.assert_close(loaded.state_dict(), network.state_dict())
+
+
+@pytest.mark.slow
+def test_cli_export_full_vit_b(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    code = main(["export", "--model", "uem-dinov2-b", "--variant", "dd", "--random-init",
+                 "--input-size", "518x1036", "--output", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    diff = float(re.search(r"max \|score diff\| = (\S+)", text).group(1))
+    assert diff < 1e-3
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert props["model_name"] == "uem-dinov2-b-dd" and props["score_name"] == "llr"

@@ -1,0 +1,149 @@
+"""detectron2-layout checkpoints (.pth, .pkl) load, reproduce their model and fail loudly."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_mask2former import SIZE, tiny_config, tiny_model
+
+from ood_perception.errors import CheckpointError, ConfigurationError
+from ood_perception.models.m2f_checkpoints import (
+    detectron2_state,
+    head_sizes,
+    load_m2f_state,
+    load_strict,
+    save_pkl,
+    save_pth,
+)
+from ood_perception.models.m2f_transformer_decoder import DecoderConfig
+from ood_perception.models.mask2former import (
+    Mask2Former,
+    Mask2FormerConfig,
+    Mask2FormerScored,
+    build_uno_m2f_swin_t,
+)
+from ood_perception.models.registry import ExportRequest
+from ood_perception.models.swin import SWIN_T
+
+RAN: list[str] = []
+
+
+def record(*args: object) -> None:
+    RAN.append("ran")
+
+
+class Payload:
+    """Pickles to a call of `record`: a loader that ran it would execute file content."""
+
+    def __reduce__(self):
+        return record, ("pwned",)
+
+
+def outputs(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pkl"])
+def test_checkpoint_reproduces_its_model(tmp_path: Path, suffix: str) -> None:
+    source = tiny_model(seed=1)
+    state = detectron2_state(source)
+    assert "criterion.empty_weight" in state
+    path = (save_pth if suffix == ".pth" else save_pkl)(state, tmp_path / f"model{suffix}")
+    loaded = load_m2f_state(path)
+    assert "criterion.empty_weight" not in loaded
+    assert head_sizes(loaded, str(path)) == (21, 5)
+    torch.manual_seed(99)
+    target = Mask2Former(tiny_config()).eval()
+    load_strict(target, loaded, str(path))
+    for a, b in zip(outputs(target), outputs(source), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_numpy_1_pickles_load(tmp_path: Path) -> None:
+    """Protocol 2 with numpy.core names, as older detectron2 files are written."""
+    arrays = {"model": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    data = pickle.dumps(arrays, protocol=2).replace(b"numpy._core.multiarray",
+                                                     b"numpy.core.multiarray")
+    path = tmp_path / "old.pkl"
+    path.write_bytes(data)
+    assert torch.equal(load_m2f_state(path)["w"], torch.arange(6.0).reshape(2, 3))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pkl"])
+def test_pickled_code_is_refused_not_run(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"evil{suffix}"
+    payload = {"model": {"w": np.zeros(2, dtype=np.float32)}, "extra": Payload()}
+    if suffix == ".pth":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(CheckpointError, match="not a readable detectron2 checkpoint"):
+        load_m2f_state(path)
+    assert RAN == []
+
+
+def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path: Path) -> None:
+    model = tiny_model()
+    state = detectron2_state(model)
+    del state["sem_seg_head.predictor.query_embed.weight"]
+    state["sem_seg_head.predictor.extra.weight"] = torch.zeros(1)
+    state["backbone.norm0.weight"] = torch.zeros(7)
+    loaded = load_m2f_state(save_pth(state, tmp_path / "bad.pth"))
+    with pytest.raises(CheckpointError) as info:
+        load_strict(Mask2Former(tiny_config()), loaded, "bad.pth")
+    message = str(info.value)
+    assert "missing (1): sem_seg_head.predictor.query_embed.weight" in message
+    assert "unexpected (1): sem_seg_head.predictor.extra.weight" in message
+    assert "backbone.norm0.weight (7,) != (32,)" in message
+
+
+def test_normalisation_buffers_are_checked_then_dropped(tmp_path: Path) -> None:
+    model = tiny_model()
+    state = detectron2_state(model)
+    state["pixel_mean"] = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    state["pixel_std"] = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    load_strict(Mask2Former(tiny_config()), state, "ok")
+    state["pixel_std"] = torch.ones(3, 1, 1)
+    with pytest.raises(CheckpointError, match="pixel_std"):
+        load_strict(Mask2Former(tiny_config()), state, "bgr")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_m2f_state(tmp_path / "absent.pkl")
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"model": {"w": [1, 2]}}, protocol=4))
+    with pytest.raises(CheckpointError, match="not an array"):
+        load_m2f_state(path)
+    with pytest.raises(CheckpointError, match="not a Mask2Former checkpoint"):
+        head_sizes({"w": torch.zeros(1)}, "x.pth")
+
+
+def test_builder_reads_a_closed_set_swin_t_checkpoint(tmp_path: Path) -> None:
+    """A K+1 model-zoo .pkl: head size and query count come from the file; UNO is refused."""
+    torch.manual_seed(5)
+    source = Mask2Former(Mask2FormerConfig(
+        swin=SWIN_T, decoder=DecoderConfig(num_classes=19, num_queries=12))).eval()
+    path = save_pkl(detectron2_state(source), tmp_path / "model_final.pkl")
+    request = ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path), score="eam",
+                            input_size=(64, 96))
+    deploy = build_uno_m2f_swin_t(request)
+    image = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    reference = Mask2FormerScored(source, "eam")
+    x = (image.permute(0, 3, 1, 2).float() - deploy.mean) * deploy.inv_std
+    with torch.no_grad():
+        torch.testing.assert_close(deploy(image)[0], reference(x)[0])
+    assert deploy.variant == "closed"
+    with pytest.raises(ConfigurationError, match="K\\+2"):
+        build_uno_m2f_swin_t(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
+                                           input_size=(64, 96)))
+    with pytest.raises(ConfigurationError, match="not the 'uno' head"):
+        build_uno_m2f_swin_t(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
+                                           variant="uno", input_size=(64, 96)))

@@ -1,0 +1,90 @@
+"""Pipeline through the tiny ONNX model: detection in place, mixed sizes, config swaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_model import ROAD_ID, SKY_ID, export_tiny_model
+
+from ood_perception.backends.onnxruntime import OnnxRuntimeBackend
+from ood_perception.errors import ConfigurationError
+from ood_perception.pipeline import STAGES, Pipeline
+from ood_perception.postprocess import PostprocessConfig
+
+
+def scene(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Grey RGB frame with a magenta square at box (x, y, w, h)."""
+    frame = np.full((height, width, 3), 128, np.uint8)
+    x, y, w, h = box
+    frame[y:y + h, x:x + w] = (255, 0, 255)
+    return frame
+
+
+@pytest.fixture
+def pipeline(tiny_model_path: Path) -> Pipeline:
+    backend = OnnxRuntimeBackend(tiny_model_path)
+    yield Pipeline(backend, PostprocessConfig(score_threshold=0.5, min_obstacle_area=20))
+    backend.close()
+
+
+def test_magenta_square_found_in_place(pipeline: Pipeline):
+    box = (200, 100, 120, 90)
+    [result] = pipeline.process([scene(480, 640, box)])
+    assert result.anomaly_score.shape == (480, 640) and result.anomaly_score.dtype == np.float32
+    assert result.mask.shape == (480, 640) and result.semantic.shape == (480, 640)
+    assert len(result.obstacles) == 1
+    x, y, w, h = result.obstacles[0].bbox
+    assert abs(x - 200) <= 10 and abs(y - 100) <= 10
+    assert abs(w - 120) <= 20 and abs(h - 90) <= 20
+    assert result.obstacles[0].score_max == pytest.approx(1.0, abs=1e-3)
+    assert result.semantic[10, 10] == SKY_ID and result.semantic[470, 10] == ROAD_ID
+    assert set(result.timings) == set(STAGES)
+    assert all(ms >= 0 for ms in result.timings.values())
+
+
+def test_several_sizes_in_one_batch(pipeline: Pipeline):
+    frames = [scene(64, 96, (10, 10, 20, 20)), scene(720, 1280, (900, 400, 200, 160)),
+              scene(100, 100, (0, 0, 1, 1))]
+    results = pipeline.process(frames)
+    assert [r.anomaly_score.shape for r in results] == [(64, 96), (720, 1280), (100, 100)]
+    assert [len(r.obstacles) for r in results] == [1, 1, 0]
+    cx, cy = results[1].obstacles[0].centroid
+    assert abs(cx - 1000) < 15 and abs(cy - 480) < 15
+    assert results[0].timings["inference"] == results[1].timings["inference"]
+    assert pipeline.process([]) == []
+
+
+def test_update_config_and_gating(pipeline: Pipeline):
+    frame = scene(128, 192, (20, 10, 40, 30))  # in the upper half: "sky" in the tiny model
+    assert len(pipeline.process([frame])[0].obstacles) == 1
+    pipeline.update_config(PostprocessConfig(score_threshold=0.5, min_obstacle_area=20,
+                                             gating_classes=(ROAD_ID,)))
+    assert pipeline.process([frame])[0].obstacles == []
+    pipeline.update_config(PostprocessConfig(score_threshold=1.5, min_obstacle_area=20))
+    assert not pipeline.process([frame])[0].mask.any()
+    assert pipeline.config.score_threshold == 1.5
+    with pytest.raises(ConfigurationError):
+        pipeline.update_config({"score_threshold": 0.5})
+
+
+def test_overlay_only_on_request(pipeline: Pipeline):
+    frame = scene(120, 160, (40, 40, 40, 40))
+    [result] = pipeline.process([frame])
+    overlay = pipeline.overlay(frame, result)
+    assert overlay.shape == (120, 160, 3) and overlay.dtype == np.uint8
+    assert (overlay[:, :, 2] == 255).any()  # red outline drawn
+
+
+def test_rejects_non_rgb_frames(pipeline: Pipeline):
+    with pytest.raises(ConfigurationError):
+        pipeline.process([np.zeros((10, 10), np.uint8)])
+
+
+def test_fixed_batch_graph_takes_any_number_of_frames(tmp_path: Path):
+    backend = OnnxRuntimeBackend(export_tiny_model(tmp_path / "b2.onnx", fixed_batch=2))
+    pipeline = Pipeline(backend, PostprocessConfig(score_threshold=0.5, min_obstacle_area=20))
+    frames = [scene(96, 144, (10 + 30 * i, 60, 20, 20)) for i in range(3)]
+    results = pipeline.process(frames)
+    assert [round(r.obstacles[0].centroid[0]) for r in results] == [20, 50, 80]

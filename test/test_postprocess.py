@@ -1,0 +1,131 @@
+"""postprocess: threshold, min area, gating with dilation, component stats, overlay, config."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from ood_perception.errors import ConfigurationError
+from ood_perception.postprocess import (
+    PostprocessConfig,
+    normalise_score,
+    postprocess,
+    render_overlay,
+)
+
+
+def two_blobs() -> np.ndarray:
+    """40x60 map: a 10x10 blob (score 0.8, one pixel 0.95) and a 2x2 blob (0.9)."""
+    score = np.zeros((40, 60), np.float32)
+    score[5:15, 10:20] = 0.8
+    score[7, 12] = 0.95
+    score[30:32, 50:52] = 0.9
+    return score
+
+
+def test_threshold_and_min_area():
+    result = postprocess(two_blobs(), None, PostprocessConfig(0.5, min_obstacle_area=10))
+    assert result.mask.dtype == np.uint8 and set(np.unique(result.mask)) == {0, 255}
+    assert result.mask[5:15, 10:20].all() and not result.mask[30:32, 50:52].any()
+    assert len(result.obstacles) == 1
+    obstacle = result.obstacles[0]
+    assert obstacle.id == 1 and obstacle.area == 100 and obstacle.bbox == (10, 5, 10, 10)
+    assert obstacle.centroid == pytest.approx((14.5, 9.5))
+    assert obstacle.score_max == pytest.approx(0.95)
+    assert obstacle.score_mean == pytest.approx((99 * 0.8 + 0.95) / 100)
+
+
+def test_small_blob_kept_with_zero_area_and_ordered_by_area():
+    result = postprocess(two_blobs(), None, PostprocessConfig(0.5, min_obstacle_area=0))
+    assert [o.area for o in result.obstacles] == [100, 4]
+    assert [o.id for o in result.obstacles] == [1, 2]
+    assert int((result.mask > 0).sum()) == 104
+
+
+def test_threshold_is_strict_and_nan_never_counts():
+    score = np.full((10, 10), 0.5, np.float32)
+    score[0, 0] = np.nan
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=0))
+    assert not result.mask.any() and result.obstacles == []
+
+
+def test_eight_connectivity_joins_diagonals():
+    score = np.zeros((10, 10), np.float32)
+    score[2, 2] = score[3, 3] = score[4, 4] = 1.0
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=3))
+    assert len(result.obstacles) == 1 and result.obstacles[0].area == 3
+
+
+def test_max_obstacles_caps_list_not_mask():
+    score = np.zeros((20, 60), np.float32)
+    for index in range(5):
+        score[5:5 + index + 2, index * 10:index * 10 + 3] = 1.0
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=1,
+                                                        max_obstacles=2))
+    assert [o.area for o in result.obstacles] == [18, 15]
+    assert int((result.mask > 0).sum()) == 3 * (2 + 3 + 4 + 5 + 6)
+
+
+def test_gating_keeps_anomalies_on_or_next_to_road():
+    score = np.zeros((40, 40), np.float32)
+    score[5:10, 5:10] = 1.0  # in the sky, far from the road
+    score[16:19, 20:25] = 1.0  # 2 px above the road
+    score[30:35, 5:10] = 1.0  # on the road
+    semantic = np.full((40, 40), 10, np.uint8)
+    semantic[21:, :] = 0
+    base = {"score_threshold": 0.5, "min_obstacle_area": 1, "gating_classes": (0,)}
+    tight = postprocess(score, semantic, PostprocessConfig(**base, gating_dilation=0))
+    assert [o.bbox for o in tight.obstacles] == [(5, 30, 5, 5)]
+    loose = postprocess(score, semantic, PostprocessConfig(**base, gating_dilation=3))
+    boxes = sorted(o.bbox for o in loose.obstacles)
+    assert (5, 30, 5, 5) in boxes and len(boxes) == 2
+    assert not loose.mask[5:10, 5:10].any()
+    ungated = postprocess(score, None, PostprocessConfig(**base))
+    assert len(ungated.obstacles) == 3
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"score_threshold": math.nan}, {"score_threshold": math.inf},
+     {"score_threshold": "0.5"}, {"min_obstacle_area": -1}, {"min_obstacle_area": 1.5},
+     {"gating_dilation": -2}, {"max_obstacles": 0}, {"gating_classes": [0]},
+     {"gating_classes": (300,)}, {"gating_classes": (True,)}],
+)
+def test_config_validation(changes: dict):
+    with pytest.raises(ConfigurationError):
+        PostprocessConfig(**changes)
+
+
+def test_normalise_score_over_range():
+    score = np.array([[-1.0, 0.0, 0.5, 1.0, 2.0, np.nan]], np.float32)
+    np.testing.assert_array_equal(normalise_score(score, (0.0, 1.0))[0], [0, 0, 128, 255, 255, 0])
+    auto = normalise_score(score)
+    assert auto[0, 0] == 0 and auto[0, 4] == 255
+
+
+def test_render_overlay_shape_dtype_and_contour():
+    rgb = np.full((40, 60, 3), 128, np.uint8)
+    score = two_blobs()
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=10))
+    overlay = render_overlay(rgb, score, result.mask, (0.0, 1.0))
+    assert overlay.shape == (40, 60, 3) and overlay.dtype == np.uint8
+    assert tuple(overlay[5, 10]) == (0, 0, 255)  # red contour on the blob's corner (BGR)
+    assert tuple(overlay[25, 30]) != tuple(overlay[10, 15])  # colours follow the score
+    with pytest.raises(ConfigurationError):
+        render_overlay(rgb, score, result.mask, alpha=1.5)
+
+
+def test_full_hd_postprocess_is_fast():
+    rng = np.random.default_rng(3)
+    score = rng.random((1080, 1920), dtype=np.float32) * 0.4
+    score[400:600, 800:1100] = 0.9
+    config = PostprocessConfig(0.5, min_obstacle_area=50)
+    postprocess(score, None, config)
+    start = time.perf_counter()
+    result = postprocess(score, None, config)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    assert len(result.obstacles) == 1 and result.obstacles[0].area == 200 * 300
+    assert elapsed_ms < 200

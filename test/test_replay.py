@@ -1,0 +1,200 @@
+"""`ood-perception replay`: real input bags (sqlite3 and MCAP) in, score/mask/overlay bags out."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ood_perception import rosbag_io
+from ood_perception.cli import main
+from ood_perception.tools.replay import output_namespaces
+
+STAMP0 = 1_700_000_000_123_000_000
+
+
+def _scene(shape=(48, 64)):
+    rgb = np.full((*shape, 3), 128, np.uint8)
+    rgb[16:32, 24:40] = (255, 0, 255)  # the tiny model scores magenta high
+    return rgb
+
+
+def _frames(topic="/cam/image_raw", count=3):
+    return [(topic, STAMP0 + i * 100_000_000, _scene()) for i in range(count)]
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_replay_round_trip(tmp_path, tiny_model_path, storage, capsys):
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    frames = _frames()
+    rosbag_io.write_images(bag_in, frames, storage=storage, frame_id="cam_link")
+    assert (
+        main(["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]) == 0
+    )
+    assert "3 frames" in capsys.readouterr().out
+    assert rosbag_io.bag_storage(bag_out) == storage
+    by_topic = {}
+    for image in rosbag_io.read_images(bag_out):
+        by_topic.setdefault(image.topic, []).append(image)
+    assert set(by_topic) == {
+        "/cam/image_raw",
+        "/cam/anomaly_score",
+        "/cam/obstacle_mask",
+        "/cam/overlay",
+    }
+    stamps = [(t // 10**9, t % 10**9) for _, t, _ in frames]
+    encodings = {
+        "/cam/anomaly_score": "32FC1",
+        "/cam/obstacle_mask": "mono8",
+        "/cam/overlay": "bgr8",
+        "/cam/image_raw": "rgb8",
+    }
+    for topic, images in by_topic.items():
+        assert [i.stamp for i in images] == stamps, topic
+        assert [i.timestamp for i in images] == [t for _, t, _ in frames], topic
+        assert all(i.frame_id == "cam_link" and (i.height, i.width) == (48, 64) for i in images), (
+            topic
+        )
+        assert images[0].encoding == encodings[topic]
+    score = by_topic["/cam/anomaly_score"][0].data.view(np.float32).reshape(48, 64)
+    assert score[20:28, 28:36].mean() > score[:8, :8].mean()
+    mask = by_topic["/cam/obstacle_mask"][0].data.reshape(48, 64)
+    assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_replay_compressed_input_other_storage(tmp_path, tiny_model_path):
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    rosbag_io.write_images(
+        bag_in, _frames("/front/image/compressed", 2), storage="sqlite3", compressed_format="png"
+    )
+    assert (
+        main(
+            [
+                "replay",
+                str(bag_in),
+                "--out",
+                str(bag_out),
+                "--model",
+                str(tiny_model_path),
+                "--topics",
+                "/front/image",
+                "--storage",
+                "mcap",
+                "--no-overlay",
+                "--no-copy",
+            ]
+        )
+        == 0
+    )
+    topics = {i.topic for i in rosbag_io.read_images(bag_out)}
+    assert topics == {"/front/anomaly_score", "/front/obstacle_mask"}
+    assert rosbag_io.bag_storage(bag_out) == "mcap"
+
+
+def test_replay_errors(tmp_path, tiny_model_path, capsys):
+    bag_in = tmp_path / "in"
+    rosbag_io.write_images(bag_in, _frames(count=1))
+    assert (
+        main(["replay", str(bag_in), "--out", str(bag_in), "--model", str(tiny_model_path)]) == 2
+    )
+    assert "exists already" in capsys.readouterr().err
+    assert main(["replay", str(bag_in), "--model", str(tiny_model_path)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_output_namespaces():
+    assert output_namespaces(["/cam/image_raw"]) == {"/cam/image_raw": "/cam"}
+    assert output_namespaces(["/image"]) == {"/image": "/image"}
+    shared = output_namespaces(["/cams/left", "/cams/right/compressed"])
+    assert shared == {"/cams/left": "/cams/left", "/cams/right/compressed": "/cams/right"}
+
+
+@pytest.mark.ros
+def test_live_publishes_with_recorded_headers(tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+    from sensor_msgs.msg import Image
+
+    bag = tmp_path / "in"
+    rosbag_io.write_images(bag, _frames("/live_test/image_raw", 5), frame_id="cam_link")
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("replay_listener", context=context)
+    received = []
+    node.create_subscription(
+        Image, "/live_test/image_raw", received.append, rclpy.qos.qos_profile_sensor_data
+    )
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        publisher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ood_perception.cli",
+                "replay",
+                str(bag),
+                "--live",
+                "--rate",
+                "0.5",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while publisher.poll() is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        for _ in range(20):
+            executor.spin_once(timeout_sec=0.05)
+        output = publisher.communicate(timeout=30)[0]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert publisher.returncode == 0, output
+    assert "published 5 messages" in output
+    assert received, "no message arrived"
+    stamps = {STAMP0 + i * 100_000_000 for i in range(5)}
+    for msg in received:
+        assert msg.header.frame_id == "cam_link"
+        assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec in stamps
+
+
+def test_output_topic_clash_is_refused_before_writing(tmp_path, tiny_model_path, capsys):
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    frames = _frames(count=1) + [("/cam/anomaly_score", STAMP0, _scene())]
+    rosbag_io.write_images(bag_in, frames)
+    args = ["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]
+    assert main([*args, "--topics", "/cam/image_raw"]) == 2
+    assert "--no-copy" in capsys.readouterr().err and not bag_out.exists()
+    assert main([*args, "--topics", "/cam/image_raw", "--no-copy"]) == 0
+    assert {i.topic for i in rosbag_io.read_images(bag_out)} == {
+        "/cam/anomaly_score",
+        "/cam/obstacle_mask",
+        "/cam/overlay",
+    }
+
+
+def test_corrupt_frames_are_dropped_and_counted(tmp_path, tiny_model_path, capsys):
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    store = rosbag_io.typestore()
+    with rosbag_io.open_writer(bag_in) as writer:
+        connection = writer.add_connection(
+            "/cam/image_raw/compressed", rosbag_io.COMPRESSED, typestore=store
+        )
+        header = store.types["std_msgs/msg/Header"](
+            stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+        )
+        msg = store.types[rosbag_io.COMPRESSED](
+            header=header, format="jpeg", data=np.frombuffer(b"not a jpeg", np.uint8)
+        )
+        writer.write(connection, 10**9, store.serialize_cdr(msg, rosbag_io.COMPRESSED))
+    assert (
+        main(["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "0 frames" in out and "dropped 1 frames: corrupt_compressed" in out

@@ -118,6 +118,11 @@ def encode_image(array: np.ndarray, encoding: str) -> tuple[int, bytes]:
 
     32FC1 bytes are in the host byte order (set `is_bigendian` from `sys.byteorder`).
     """
+    return output_step(array, encoding), array.tobytes()
+
+
+def output_step(array: np.ndarray, encoding: str) -> int:
+    """Row length in bytes of `array` as an `encoding` image; raises if it does not fit."""
     if encoding not in _OUTPUTS:
         raise ImageDecodeError(
             "unknown_encoding",
@@ -129,4 +134,4 @@ def encode_image(array: np.ndarray, encoding: str) -> tuple[int, bytes]:
             "bad_array",
             f"{encoding} needs {dtype} {'HxW' if channels == 1 else 'HxWx3'}, got "
             f"{array.dtype} {array.shape}")
-    return array.shape[1] * channels * dtype.itemsize, array.tobytes()
+    return array.shape[1] * channels * dtype.itemsize

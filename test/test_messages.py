@@ -1,0 +1,71 @@
+"""ROS messages <-> arrays with real sensor_msgs types (no cv_bridge)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from ood_perception.errors import ImageDecodeError  # noqa: E402
+from ood_perception.messages import (  # noqa: E402
+    OK,
+    diagnostics_message,
+    image_message,
+    message_to_rgb,
+    stamp_seconds,
+)
+
+HEADER = Header(stamp=Time(sec=12, nanosec=500_000_000), frame_id="front")
+
+
+def test_score_message_keeps_header_size_and_float_values():
+    score = np.linspace(-1, 1, 6 * 4, dtype=np.float32).reshape(6, 4)
+    message = image_message(HEADER, score, "32FC1")
+    assert (message.header, message.height, message.width, message.step) == (HEADER, 6, 4, 16)
+    back = np.frombuffer(bytes(message.data), np.float32).reshape(6, 4)
+    np.testing.assert_array_equal(back, score)
+
+
+def test_bgr_message_decodes_back_to_the_rgb_frame():
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), np.uint8)
+    message = image_message(HEADER, np.ascontiguousarray(rgb[..., ::-1]), "bgr8")
+    np.testing.assert_array_equal(message_to_rgb(message), rgb)
+
+
+def test_strided_rows_and_bad_fields():
+    rgb = np.random.default_rng(1).integers(0, 255, (3, 4, 3), np.uint8)
+    padded = np.zeros((3, 16), np.uint8)
+    padded[:, :12] = rgb.reshape(3, 12)
+    message = Image(header=HEADER, height=3, width=4, encoding="rgb8", step=16,
+                    data=padded.tobytes())
+    np.testing.assert_array_equal(message_to_rgb(message), rgb)
+    message.step = 11
+    with pytest.raises(ImageDecodeError) as error:
+        message_to_rgb(message)
+    assert error.value.reason == "bad_step"
+
+
+def test_compressed_png_and_corrupt_jpeg():
+    rgb = np.random.default_rng(2).integers(0, 255, (8, 6, 3), np.uint8)
+    ok, png = cv2.imencode(".png", rgb[..., ::-1])
+    message = CompressedImage(header=HEADER, format="png", data=png.tobytes())
+    np.testing.assert_array_equal(message_to_rgb(message), rgb)
+    message = CompressedImage(header=HEADER, format="jpeg", data=b"\xff\xd8\xff garbage")
+    with pytest.raises(ImageDecodeError) as error:
+        message_to_rgb(message)
+    assert error.value.reason == "corrupt_compressed"
+
+
+def test_stamp_and_diagnostics_flattening():
+    assert stamp_seconds(HEADER) == 12.5
+    array = diagnostics_message(HEADER.stamp, "node: x", "cpu", OK, "fine",
+                                {"rate_hz": 9.87654, "drops": {"bad_step": 2}, "backend": "ort"})
+    values = {v.key: v.value for v in array.status[0].values}
+    assert values == {"rate_hz": "9.877", "drops/bad_step": "2", "backend": "ort"}
+    assert array.status[0].level == OK and array.status[0].message == "fine"

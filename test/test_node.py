@@ -1,0 +1,329 @@
+"""The node over real rclpy and Fast DDS: outputs, malformed frames, parameters, processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from ros_harness import (  # noqa: E402
+    Listener,
+    image,
+    isolated_ros_env,
+    start_node_process,
+    wait_until,
+)
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from ood_perception.messages import image_message  # noqa: E402
+from ood_perception.node import OodPerceptionNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+NODE = "/ood_perception_node"
+OUTPUTS = {f"{NODE}/anomaly_score": Image, f"{NODE}/obstacle_mask": Image,
+           f"{NODE}/overlay": Image, f"{NODE}/semantic": Image}
+SQUARE = (20, 30, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def ros_env():
+    env = isolated_ros_env()
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def ros(ros_env):
+    """A fresh context, a camera node and an executor thread spinning every node added."""
+    context = Context()
+    rclpy.init(context=context)
+    executor = MultiThreadedExecutor(context=context)
+    camera = rclpy.create_node("test_camera", context=context)
+    executor.add_node(camera)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    nodes = []
+
+    def start(**parameters) -> OodPerceptionNode:
+        node = OodPerceptionNode(context=context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in parameters.items()])
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    yield context, camera, start
+    for node in nodes:
+        node.close()
+    executor.shutdown()
+    for node in [*nodes, camera]:
+        node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    thread.join(timeout=5)
+
+
+def _header(camera, frame_id: str = "front_camera") -> Header:
+    return Header(stamp=camera.get_clock().now().to_msg(), frame_id=frame_id)
+
+
+def _raw(header: Header, rgb: np.ndarray, encoding: str) -> Image:
+    """Camera message of an RGB frame in `encoding`, built by hand (not with the node code)."""
+    height, width = rgb.shape[:2]
+    if encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
+        pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1],
+                  "rgba8": np.dstack([rgb, np.full((height, width), 255, np.uint8)]),
+                  "bgra8": np.dstack([rgb[..., ::-1], np.zeros((height, width), np.uint8)]),
+                  "mono8": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)}[encoding]
+    else:
+        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)
+        y, u, v = yuv[..., 0], yuv[:, 0::2, 1], yuv[:, 0::2, 2]
+        packed = np.empty((height, width * 2), np.uint8)
+        order = {"yuv422": (u, y[:, 0::2], v, y[:, 1::2]),
+                 "yuyv": (y[:, 0::2], u, y[:, 1::2], v)}[encoding]
+        for offset, plane in enumerate(order):
+            packed[:, offset::4] = plane
+        pixels = packed
+    data = np.ascontiguousarray(pixels).tobytes()
+    return Image(header=header, height=height, width=width, encoding=encoding,
+                 step=len(data) // height, data=data)
+
+
+def _same_header(message, header: Header) -> bool:
+    return (message.header.stamp == header.stamp and message.header.frame_id == header.frame_id)
+
+
+def _pixels(message: Image) -> np.ndarray:
+    dtype = np.float32 if message.encoding == "32FC1" else np.uint8
+    return np.frombuffer(bytes(message.data), dtype=dtype).reshape(message.height, -1)
+
+
+def _publisher(camera, topic: str = "/front/image_raw", message_type=Image, qos=None):
+    publisher = camera.create_publisher(message_type, topic, qos or qos_profile_sensor_data)
+    assert wait_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    return publisher
+
+
+def _answer(camera, listener, publisher, message, topic=f"{NODE}/anomaly_score",
+            timeout: float = 10.0):
+    """Publish `message` until the node answers it (best effort may lose one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        publisher.publish(message)
+        try:
+            return listener.wait_for(topic, lambda m: _same_header(m, message.header), 1.0)
+        except AssertionError:
+            continue
+    raise AssertionError(f"no answer on {topic} for stamp {message.header.stamp}")
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422",
+                                      "yuyv"])
+def test_every_encoding_is_answered_with_the_same_header_and_size(ros, tiny_model_path, encoding):
+    _, camera, start = ros
+    start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"],
+          publish_semantic=True)
+    listener = Listener(camera, OUTPUTS)
+    publisher = _publisher(camera)
+    frame = image(48, 80, SQUARE)
+    message = _raw(_header(camera), frame, encoding)
+    score = _answer(camera, listener, publisher, message)
+    same = lambda m: _same_header(m, message.header)  # noqa: E731
+    mask = listener.wait_for(f"{NODE}/obstacle_mask", same)
+    overlay = listener.wait_for(f"{NODE}/overlay", same)
+    semantic = listener.wait_for(f"{NODE}/semantic", same)
+    for output, encoding_out in ((score, "32FC1"), (mask, "mono8"), (overlay, "bgr8"),
+                                 (semantic, "mono8")):
+        assert (output.height, output.width, output.encoding) == (48, 80, encoding_out)
+    assert set(np.unique(_pixels(mask))) <= {0, 255}
+    if encoding != "mono8":  # grey has no magenta, so nothing is anomalous there
+        y, x, h, w = SQUARE
+        assert _pixels(mask)[y + h // 2, x + w // 2] == 255
+        assert _pixels(score)[y + h // 2, x + w // 2] > 0.9
+    assert _pixels(mask)[2, 2] == 0
+
+
+def test_compressed_transport_and_corrupt_jpeg(ros, tiny_model_path):
+    _, camera, start = ros
+    start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"],
+          input_transport="compressed")
+    listener = Listener(camera, OUTPUTS)
+    publisher = _publisher(camera, "/front/image_raw/compressed", CompressedImage)
+    ok, jpeg = cv2.imencode(".jpg", image(48, 80, SQUARE)[..., ::-1])
+    corrupt = CompressedImage(header=_header(camera, "corrupt"), format="jpeg",
+                              data=jpeg.tobytes()[:200])
+    publisher.publish(corrupt)
+    good = CompressedImage(header=_header(camera), format="jpeg", data=jpeg.tobytes())
+    score = _answer(camera, listener, publisher, good)
+    assert (score.height, score.width) == (48, 80)
+    assert not listener.messages[f"{NODE}/anomaly_score"][0].header.frame_id == "corrupt"
+
+
+def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, tiny_model_path):
+    _, camera, start = ros
+    start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"],
+          input_qos="reliable")
+    listener = Listener(camera, {**OUTPUTS, "/diagnostics": DiagnosticArray})
+    publisher = _publisher(camera, qos=10)
+    frame = image(48, 80, SQUARE)
+    bad = {
+        "bad_data_length": lambda m: setattr(m, "data", bytes(m.data)[:-7]),
+        "bad_step": lambda m: setattr(m, "step", 10),
+        "unknown_encoding": lambda m: setattr(m, "encoding", "bayer_rggb16"),
+        "empty": lambda m: (setattr(m, "data", b""), setattr(m, "height", 0)),
+    }
+    for reason, corrupt in bad.items():
+        message = _raw(_header(camera, f"bad_{reason}"), frame, "rgb8")
+        corrupt(message)
+        publisher.publish(message)
+        time.sleep(0.15)  # one at a time, so none is superseded by the next
+    good = _raw(_header(camera), frame, "rgb8")
+    _answer(camera, listener, publisher, good)
+    assert not any(m.header.frame_id.startswith("bad_")
+                   for m in listener.messages[f"{NODE}/anomaly_score"])
+
+    def drops(message: DiagnosticArray) -> dict:
+        return {v.key: v.value for v in message.status[0].values if v.key.startswith("drops/")}
+
+    diagnostics = listener.wait_for(
+        "/diagnostics", lambda m: all(f"drops/{r}" in drops(m) for r in bad), timeout=5.0)
+    assert all(int(drops(diagnostics)[f"drops/{r}"]) >= 1 for r in bad)
+    keys = {v.key for v in diagnostics.status[0].values}
+    assert {"rate_hz", "latency_p50_ms", "latency_p99_ms", "inference_mean_ms", "backend",
+            "model"} <= keys
+
+
+def test_parameter_set_changes_threshold_and_switches_without_restart(ros, tiny_model_path):
+    _, camera, start = ros
+    node = start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"],
+                 score_threshold=0.5)
+    listener = Listener(camera, OUTPUTS)
+    publisher = _publisher(camera)
+    frame = image(48, 80, SQUARE)
+    first = _answer(camera, listener, publisher, _raw(_header(camera), frame, "rgb8"),
+                    f"{NODE}/obstacle_mask")
+    assert _pixels(first).max() == 255
+
+    result = node.set_parameters([Parameter("score_threshold", value=2.0),
+                                  Parameter("publish_score", value=False)])
+    assert all(r.successful for r in result)
+    second = _answer(camera, listener, publisher, _raw(_header(camera), frame, "rgb8"),
+                     f"{NODE}/obstacle_mask")
+    assert _pixels(second).max() == 0
+    assert not any(_same_header(m, second.header)
+                   for m in listener.messages[f"{NODE}/anomaly_score"])
+
+    rejected = node.set_parameters([Parameter("min_obstacle_area", value=-3)])
+    assert not rejected[0].successful and "min_obstacle_area" in rejected[0].reason
+    fixed = node.set_parameters([Parameter("model_path", value="/elsewhere.onnx")])
+    assert not fixed[0].successful
+
+
+def test_several_cameras_publish_under_their_names(ros, tiny_model_path):
+    _, camera, start = ros
+    start(model_path=str(tiny_model_path), image_topics=["/front/image_raw", "/rear/image_raw"],
+          batch_wait=0.05)
+    topics = {f"{NODE}/{name}/anomaly_score": Image for name in ("front", "rear")}
+    listener = Listener(camera, topics)
+    front = _publisher(camera, "/front/image_raw")
+    rear = _publisher(camera, "/rear/image_raw")
+    front_message = _raw(_header(camera, "front"), image(48, 80, SQUARE), "rgb8")
+    rear_message = _raw(_header(camera, "rear"), image(30, 40), "bgr8")
+    rear.publish(rear_message)
+    _answer(camera, listener, front, front_message, f"{NODE}/front/anomaly_score")
+    answer = _answer(camera, listener, rear, rear_message, f"{NODE}/rear/anomaly_score")
+    assert (answer.height, answer.width) == (30, 40)
+
+
+def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
+    _, camera, start = ros
+    start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"])
+    listener = Listener(camera, {f"{NODE}/anomaly_score": Image})
+    publisher = _publisher(camera)
+    message = _raw(_header(camera), image(48, 80, SQUARE), "rgb8")
+    _answer(camera, listener, publisher, message)
+    overlay_publishers = camera.get_publishers_info_by_topic(f"{NODE}/overlay")
+    assert len(overlay_publishers) == 1
+    late = Listener(camera, {f"{NODE}/overlay": Image})
+    time.sleep(0.5)
+    assert late.messages[f"{NODE}/overlay"] == []
+    second = _raw(_header(camera), image(48, 80, SQUARE), "rgb8")
+    _answer(camera, late, publisher, second, f"{NODE}/overlay")
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ([], "model_path is required"),
+    (["-p", "model_path:=/no/such/model.onnx"], "not found"),
+    (["-p", "MODEL", "-p", "backend:=caffe"], "backend must be one of"),
+    (["-p", "MODEL", "-p", "input_qos:=fast"], "input_qos must be one of"),
+    (["-p", "MODEL", "-p", "score_threshold:=high"], "score_threshold"),
+    (["-p", "MODEL", "-p", "min_obstacle_area:=-1"], "min_obstacle_area"),
+    (["-p", "MODEL", "-p", "score_treshold:=0.3"], "unknown parameter"),
+])
+def test_bad_configuration_stops_start_up_with_one_line(ros_env, tiny_model_path, arguments,
+                                                        message):
+    arguments = [f"model_path:={tiny_model_path}" if a == "MODEL" else a for a in arguments]
+    process = start_node_process(["--ros-args", *arguments], ros_env)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], stderr
+
+
+def test_node_process_from_params_file_answers_1080p_at_10hz_and_exits_on_sigint(
+        ros, ros_env, tiny_model_path, tmp_path: Path):
+    context, camera, _ = ros
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"ood_perception_node": {"ros__parameters": {
+        "model_path": str(tiny_model_path), "image_topics": ["/front/image_raw"],
+        "min_obstacle_area": 50}}}))
+    process = start_node_process(["--ros-args", "--params-file", str(params)], ros_env)
+    try:
+        listener = Listener(camera, {f"{NODE}/anomaly_score": Image,
+                                     f"{NODE}/obstacle_mask": Image})
+        publisher = _publisher(camera)
+        frame = image(1080, 1920, (400, 800, 200, 300))
+        sent = []
+        for index in range(30):
+            header = _header(camera, f"frame_{index}")
+            if index in (10, 20):  # malformed frames in the stream
+                broken = image_message(header, frame[..., ::-1].copy(), "bgr8")
+                broken.step = 17
+                publisher.publish(broken)
+            else:
+                publisher.publish(image_message(header, frame[..., ::-1].copy(), "bgr8"))
+                sent.append(header)
+            time.sleep(0.1)
+        last = sent[-1]
+        score = listener.wait_for(f"{NODE}/anomaly_score", lambda m: _same_header(m, last), 10)
+        mask = listener.wait_for(f"{NODE}/obstacle_mask", lambda m: _same_header(m, last), 10)
+        assert (score.height, score.width, score.encoding) == (1080, 1920, "32FC1")
+        assert (mask.height, mask.width, mask.encoding) == (1080, 1920, "mono8")
+        assert _pixels(mask)[500, 950] == 255 and _pixels(mask)[50, 50] == 0
+        answered = {m.header.frame_id for m in listener.messages[f"{NODE}/anomaly_score"]}
+        assert len(answered) >= 0.8 * len(sent), sorted(answered)
+        assert any(int(name.split("_")[1]) > 20 for name in answered)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr

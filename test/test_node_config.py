@@ -1,0 +1,89 @@
+"""Node parameters -> NodeConfig: defaults, every start-up error, topics, run-time changes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ood_perception.contract import ModelInfo
+from ood_perception.errors import ConfigurationError
+from ood_perception.node_config import PARAMETERS, NodeConfig, resolved_threshold
+
+INFO = ModelInfo(input_height=64, input_width=96, model_name="m", score_range=(-2.0, 4.0))
+
+
+def config(**values) -> NodeConfig:
+    return NodeConfig.from_values({"model_path": "m.onnx", **values}, INFO)
+
+
+def test_defaults_and_threshold_from_the_model_score_range():
+    node = config()
+    assert node.image_topics == ("/camera/image_raw",) and node.camera_names == ("camera",)
+    assert node.postprocess.score_threshold == 1.0
+    assert node.publish == {"anomaly_score": True, "obstacle_mask": True, "overlay": True,
+                            "semantic": False}
+    assert config(score_threshold=3).postprocess.score_threshold == 3.0
+
+
+def test_threshold_needs_a_score_range_or_a_value():
+    no_range = ModelInfo(input_height=8, input_width=8, model_name="raw")
+    with pytest.raises(ConfigurationError, match="score_threshold"):
+        resolved_threshold(math.nan, no_range)
+    assert resolved_threshold(0.25, no_range) == 0.25
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"model_path": ""}, "model_path is required"),
+    ({"backend": "caffe"}, "backend must be one of"),
+    ({"input_transport": "theora"}, "input_transport"),
+    ({"input_qos": "fast"}, "input_qos"),
+    ({"score_threshold": "high"}, "score_threshold must be double"),
+    ({"score_threshold": math.inf}, "score_threshold"),
+    ({"min_obstacle_area": -1}, "min_obstacle_area"),
+    ({"min_obstacle_area": 1.5}, "min_obstacle_area must be integer"),
+    ({"gating_classes": [0, 300]}, "gating_classes"),
+    ({"image_topics": []}, "image_topics"),
+    ({"image_topics": ["/a/image_raw", "/a/image_raw"]}, "twice"),
+    ({"image_topics": ["bad topic"]}, "image_topics"),
+    ({"image_topics": ["/a/image_raw", "/b/image_raw"], "camera_names": ["a"]}, "one name"),
+    ({"image_topics": ["/a/left/image_raw", "/b/left/image_raw"]}, "camera_names"),
+    ({"max_frame_age": -0.1}, "max_frame_age"),
+    ({"diagnostics_period": 0.0}, "diagnostics_period"),
+    ({"publish_overlay": "yes"}, "publish_overlay must be bool"),
+    ({"score_treshold": 0.5}, "unknown parameter"),
+])
+def test_bad_values_raise_one_clear_error(values, message):
+    with pytest.raises(ConfigurationError, match=message):
+        config(**values)
+
+
+def test_one_camera_publishes_in_the_node_namespace_several_under_their_names():
+    one = config(input_transport="compressed")
+    assert one.input_topic(0) == "/camera/image_raw/compressed"
+    assert one.output_topic(0, "anomaly_score") == "~/anomaly_score"
+    two = config(image_topics=["/front/image_raw", "/rear/image_rect"])
+    assert two.camera_names == ("front", "rear")
+    assert two.output_topic(1, "obstacle_mask") == "~/rear/obstacle_mask"
+    named = config(image_topics=["/a/left/image_raw", "/b/left/image_raw"],
+                   camera_names=["a_left", "b_left"])
+    assert named.output_topic(0, "overlay") == "~/a_left/overlay"
+
+
+def test_runtime_changes_keep_the_rest_and_reject_read_only_parameters():
+    node = config(min_obstacle_area=7)
+    changed = node.with_runtime_values({"score_threshold": 0.1, "publish_mask": False}, INFO)
+    assert changed.postprocess.score_threshold == 0.1
+    assert changed.postprocess.min_obstacle_area == 7
+    assert changed.publish["obstacle_mask"] is False
+    with pytest.raises(ConfigurationError, match="restart"):
+        node.with_runtime_values({"backend": "torch"}, INFO)
+    with pytest.raises(ConfigurationError, match="min_obstacle_area"):
+        node.with_runtime_values({"min_obstacle_area": -5}, INFO)
+
+
+def test_parameter_values_round_trip():
+    node = config(gating_classes=[0, 1], gating_dilation=5, score_threshold=0.3)
+    again = NodeConfig.from_values(node.parameter_values(), INFO)
+    assert again == node
+    assert set(node.parameter_values()) == set(PARAMETERS)

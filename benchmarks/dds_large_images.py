@@ -94,7 +94,10 @@ def _subscriber(args: argparse.Namespace) -> None:
 
 def measure(config: str, args: argparse.Namespace) -> dict:
     """One publisher and one subscriber process under `config`; the received fraction."""
-    env = os.environ | CONFIGS[config]
+    transport_variables = {name for settings in CONFIGS.values() for name in settings} | {
+        "FASTDDS_DEFAULT_PROFILES_FILE"}
+    env = {k: v for k, v in os.environ.items() if k not in transport_variables}
+    env |= CONFIGS[config]
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     common = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
               if k in ("seconds", "rate", "width", "height", "busy_ms", "wait")]

@@ -97,7 +97,7 @@ def test_torch_deploy_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--model", "uno-m2f-swin-l", "--variant", "dd", "--random-init"], "variant"),
+    (["--model", "uno-m2f-swin-l", "--random-init"], "--window do not apply to Mask2Former"),
     (["--model", "uno-m2f-swin-l", "--random-init", "--segmentor-checkpoint", "s.ckpt"],
      "--segmentor-checkpoint"),
     (["--model", "uem-dinov2-b", "--random-init", "--checkpoint", "x.ckpt"], "exactly one"),
@@ -112,6 +112,13 @@ def test_cli_errors(tmp_path: Path, capsys, argv: list[str], message: str) -> No
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "\n" not in err.strip()
+
+
+def test_cli_rejects_an_unknown_mask2former_head(tmp_path: Path, capsys) -> None:
+    code = main(["export", "--model", "uno-m2f-swin-t", "--variant", "dd", "--random-init",
+                 "--input-size", "64x64", "--output", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "variant must be one of" in err and "\n" not in err.strip()
 
 
 def test_cli_export_small_vit_s(tmp_path: Path, capsys) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from ros_harness import (  # noqa: E402
+    ROOT,
     Listener,
     image,
     isolated_ros_env,
@@ -327,3 +331,15 @@ def test_node_process_from_params_file_answers_1080p_at_10hz_and_exits_on_sigint
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_large_image_profile_delivers_1080p_at_30hz_across_processes(ros_env, tmp_path: Path):
+    """The shipped Fast DDS profile against the default transports, camera and reader apart."""
+    script = ROOT / "benchmarks" / "dds_large_images.py"
+    results = tmp_path / "dds.json"
+    subprocess.run([sys.executable, str(script), "--seconds", "3", "--configs", "default",
+                    "profile", "--json", str(results)],
+                   check=True, timeout=180, env=os.environ | ros_env, capture_output=True)
+    default, profile = json.loads(results.read_text())["results"]
+    assert profile["received_fraction"] >= 0.8, profile
+    assert profile["received_fraction"] > default["received_fraction"] + 0.3, (default, profile)

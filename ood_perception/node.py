@@ -62,8 +62,14 @@ class OodPerceptionNode(Node):
         self._declare_parameters()
         values = self._declared_values()
         unchecked = NodeConfig.from_values(values)  # bad parameters fail before a model loads
-        backend = create_backend(unchecked.backend, unchecked.model_path, device=unchecked.device)
+        backend = create_backend(unchecked.backend, unchecked.model_path,
+                                 **unchecked.backend_options())
         self._config = NodeConfig.from_values(values, backend.info)
+        self.build_only = self._config.build_only
+        if self.build_only:
+            self.get_logger().info(f"build_only: engine for {self._config.model_path} is built "
+                                   "and cached; exiting")
+            return
         self._pipeline = Pipeline(backend, self._config.postprocess)
         self._stats = RunningStats(window_s=max(5.0, 2 * self._config.diagnostics_period))
         self._errors_seen = {"decode": 0, "inference": 0}
@@ -234,6 +240,8 @@ class OodPerceptionNode(Node):
 
     def close(self) -> None:
         """Stop the worker and release the backend (idempotent)."""
+        if self.build_only:
+            return
         self._stop.set()
         self._slots.close()
         if self._worker.is_alive():
@@ -248,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         node = OodPerceptionNode()
-        rclpy.spin(node)
+        if not node.build_only:
+            rclpy.spin(node)
     except (OodPerceptionError, ParameterException) as error:
         print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
         code = 2

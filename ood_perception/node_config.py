@@ -21,6 +21,7 @@ NODE_NAME = "ood_perception_node"
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "reliable")
 OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
+PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "tensorrt": ("fp16", "fp32")}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "backend": ParameterSpec("onnxruntime", "string",
                              "inference runtime: " + ", ".join(sorted(BACKENDS)), read_only=True),
     "device": ParameterSpec("cpu", "string", "cpu, cuda or cuda:N", read_only=True),
+    "precision": ParameterSpec("", "string",
+                               "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
+                               "backend's default", read_only=True),
+    "build_only": ParameterSpec(False, "bool",
+                                "tensorrt: build and cache the engine, then exit", read_only=True),
     "image_topics": ParameterSpec(["/camera/image_raw"], "string_array",
                                   "camera image topics (raw sensor_msgs/Image)", read_only=True),
     "camera_names": ParameterSpec([], "string_array",
@@ -92,6 +98,8 @@ class NodeConfig:
     model_path: str
     backend: str
     device: str
+    precision: str
+    build_only: bool
     image_topics: tuple[str, ...]
     camera_names: tuple[str, ...]
     input_transport: str
@@ -122,6 +130,13 @@ class NodeConfig:
         if checked["backend"] not in BACKENDS:
             raise ConfigurationError(f"parameter backend must be one of "
                                      f"{', '.join(sorted(BACKENDS))}, got {checked['backend']!r}")
+        allowed = PRECISIONS.get(checked["backend"], ())
+        if checked["precision"] and checked["precision"] not in allowed:
+            raise ConfigurationError(f"parameter precision must be empty or one of "
+                                     f"{', '.join(allowed) or 'nothing'} for backend "
+                                     f"{checked['backend']}, got {checked['precision']!r}")
+        if checked["build_only"] and checked["backend"] != "tensorrt":
+            raise ConfigurationError("parameter build_only applies only to backend tensorrt")
         for name, choices in (("input_transport", TRANSPORTS), ("input_qos", INPUT_QOS)):
             if checked[name] not in choices:
                 raise ConfigurationError(f"parameter {name} must be one of {', '.join(choices)}, "
@@ -149,7 +164,8 @@ class NodeConfig:
                                      f"{checked['diagnostics_period']}")
         return cls(
             model_path=checked["model_path"], backend=checked["backend"],
-            device=checked["device"], image_topics=topics, camera_names=names,
+            device=checked["device"], precision=checked["precision"],
+            build_only=checked["build_only"], image_topics=topics, camera_names=names,
             input_transport=checked["input_transport"], input_qos=checked["input_qos"],
             postprocess=_postprocess(checked, info),
             publish={output: checked[switch] for output, switch in PUBLISH_SWITCHES.items()},
@@ -171,6 +187,7 @@ class NodeConfig:
         post = self.postprocess
         return {
             "model_path": self.model_path, "backend": self.backend, "device": self.device,
+            "precision": self.precision, "build_only": self.build_only,
             "image_topics": list(self.image_topics), "camera_names": list(self.camera_names),
             "input_transport": self.input_transport, "input_qos": self.input_qos,
             "score_threshold": self.score_threshold,
@@ -181,6 +198,15 @@ class NodeConfig:
             "max_frame_age": self.max_frame_age, "batch_wait": self.batch_wait,
             "diagnostics_period": self.diagnostics_period,
         }
+
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword arguments of `create_backend` for this backend."""
+        options: dict[str, Any] = {"device": self.device}
+        if self.precision:
+            options["precision"] = self.precision
+        if self.backend == "tensorrt":
+            options |= {"max_batch": len(self.image_topics), "build_only": self.build_only}
+        return options
 
     def input_topic(self, index: int) -> str:
         """The topic subscribed for camera `index` (`<topic>/compressed` for compressed)."""

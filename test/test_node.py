@@ -282,6 +282,8 @@ def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
     (["-p", "MODEL", "-p", "score_threshold:=high"], "score_threshold"),
     (["-p", "MODEL", "-p", "min_obstacle_area:=-1"], "min_obstacle_area"),
     (["-p", "MODEL", "-p", "score_treshold:=0.3"], "unknown parameter"),
+    (["-p", "MODEL", "-p", "backend:=tensorrt", "-p", "device:=cuda"], "TensorRT"),
+    (["-p", "MODEL", "-p", "backend:=torch"], "deploy file not found"),
 ])
 def test_bad_configuration_stops_start_up_with_one_line(ros_env, tiny_model_path, arguments,
                                                         message):

@@ -87,3 +87,17 @@ def test_parameter_values_round_trip():
     again = NodeConfig.from_values(node.parameter_values(), INFO)
     assert again == node
     assert set(node.parameter_values()) == set(PARAMETERS)
+
+
+def test_backend_options_per_runtime():
+    assert config().backend_options() == {"device": "cpu"}
+    trt = config(backend="tensorrt", device="cuda", precision="fp32", build_only=True,
+                 image_topics=["/a/image_raw", "/b/image_raw"])
+    assert trt.backend_options() == {"device": "cuda", "precision": "fp32", "max_batch": 2,
+                                     "build_only": True}
+    with pytest.raises(ConfigurationError, match="precision"):
+        config(backend="onnxruntime", precision="fp16")
+    with pytest.raises(ConfigurationError, match="precision"):
+        config(backend="tensorrt", precision="bf16")
+    with pytest.raises(ConfigurationError, match="build_only"):
+        config(build_only=True)

@@ -22,7 +22,6 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(PY) -m pip install -q ruff
 	$(VENV)/bin/ruff check ood_perception test launch benchmarks
 
 clean:

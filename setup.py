@@ -34,6 +34,7 @@ EXTRAS_REQUIRE = {
         "pytest-timeout>=2.3",
         "transformers>=4.47",
         "scikit-learn>=1.4",
+        "ruff>=0.6",
     ],
 }
 

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model (official checkpoint or random init) to a contract ONNX"),
     "build-engine": ("build_engine", "build and cache a TensorRT engine from an exported ONNX"),
     "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
-    "calibrate": ("calibrate", "pick the obstacle threshold for a target TPR/FPR; write node params"),
+    "calibrate": ("calibrate", "threshold for a target TPR/FPR, written to node params"),
     "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),
 }
 

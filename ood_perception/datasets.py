@@ -4,13 +4,13 @@ Every reader yields `(name, rgb uint8 HxWx3, label uint8 HxW)` with label 0 = in
 1 = anomaly, 255 = ignore, in a stable (sorted) order. Layouts follow the official loaders
 (SMIYC `road_anomaly_benchmark/datasets/tracks.py`, UEM `datamodules/datasets/*.py`):
 
-| format | layout under the root |
-| --- | --- |
-| `road_anomaly` | `frames/<fid>.jpg`, `frames/<fid>.labels/labels_semantic.png` (2 = anomaly) |
-| `fs_laf` | `fishyscapes_lostandfound/<nnnn>_<cs-name>_labels.png`, `laf_images/<cs-name>_leftImg8bit.png` |
-| `smiyc_ra21` | `images/<fid>.jpg`, `labels_masks/<fid>_labels_semantic.png` (frames with labels) |
-| `smiyc_ro21` | `images/<fid>.webp`, `labels_masks/<fid>_labels_semantic.png` (frames with labels) |
-| `folder` | `images/<stem>.*`, `labels/<stem><suffix>.png`, values set by `LabelSpec` |
+Format and layout under the root:
+- `road_anomaly`: `frames/<fid>.jpg`, `frames/<fid>.labels/labels_semantic.png` (2 = anomaly)
+- `fs_laf`: `fishyscapes_lostandfound/<nnnn>_<cs-name>_labels.png`,
+  `laf_images/<cs-name>_leftImg8bit.png`
+- `smiyc_ra21`: `images/<fid>.jpg`, `labels_masks/<fid>_labels_semantic.png` (labelled frames)
+- `smiyc_ro21`: `images/<fid>.webp`, `labels_masks/<fid>_labels_semantic.png` (labelled frames)
+- `folder`: `images/<stem>.*`, `labels/<stem><suffix>.png`, values set by `LabelSpec`
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ class OodPerceptionNode(Node):
         self._worker.start()
         info = backend.info
         self.get_logger().info(f"ready: model {info.model_name} ({info.score_name}, input "
-                               f"{info.input_height}x{info.input_width}), {describe(self._config)}")
+                               f"{info.input_height}x{info.input_width}), "
+                               f"{describe(self._config)}")
 
     # --- parameters ---------------------------------------------------------------------
 
@@ -102,7 +103,8 @@ class OodPerceptionNode(Node):
             self.declare_parameter(name, default, descriptor)
         overrides = getattr(self, "_parameter_overrides", {})
         unknown = sorted(name for name in overrides if name not in PARAMETERS
-                         and not self.has_parameter(name) and not name.startswith("qos_overrides."))
+                         and not self.has_parameter(name)
+                         and not name.startswith("qos_overrides."))
         if unknown:
             raise ConfigurationError(f"unknown parameter(s) for {NODE_NAME}: {', '.join(unknown)}")
 
@@ -179,7 +181,7 @@ class OodPerceptionNode(Node):
         if not frames:
             return
         results = self._pipeline.process(frames)
-        for item, frame, result, decode in zip(kept, frames, results, decode_ms):
+        for item, frame, result, decode in zip(kept, frames, results, decode_ms, strict=True):
             start = time.perf_counter()
             self._publish(item, frame, result, config)
             timings = {"decode": decode, **result.timings,

@@ -159,9 +159,10 @@ class NodeConfig:
             if not (math.isfinite(checked[name]) and checked[name] >= 0):
                 raise ConfigurationError(f"parameter {name} must be >= 0 seconds, "
                                          f"got {checked[name]}")
-        if not (math.isfinite(checked["diagnostics_period"]) and checked["diagnostics_period"] > 0):
+        period = checked["diagnostics_period"]
+        if not (math.isfinite(period) and period > 0):
             raise ConfigurationError(f"parameter diagnostics_period must be > 0 seconds, got "
-                                     f"{checked['diagnostics_period']}")
+                                     f"{period}")
         return cls(
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
@@ -176,7 +177,8 @@ class NodeConfig:
 
     def with_runtime_values(self, values: dict[str, Any], info: ModelInfo | None) -> NodeConfig:
         """A copy with run-time parameters changed; read-only ones raise `ConfigurationError`."""
-        fixed = sorted(name for name in values if name in PARAMETERS and PARAMETERS[name].read_only)
+        fixed = sorted(name for name in values
+                       if name in PARAMETERS and PARAMETERS[name].read_only)
         if fixed:
             raise ConfigurationError(f"{', '.join(fixed)} cannot change at run time; restart")
         current = self.parameter_values() | values

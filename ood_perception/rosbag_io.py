@@ -92,7 +92,7 @@ def copy_connection(writer, connection, store):
 
 
 def image_connections(reader, topics: list[str] | None) -> list:
-    """Image and CompressedImage connections, all or those on `topics` (or `<topic>/compressed`)."""
+    """Image and CompressedImage connections: all, or those on `topics` (or their /compressed)."""
     found = [c for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED)]
     if topics:
         wanted = set(topics) | {f"{t.rstrip('/')}/compressed" for t in topics}

@@ -39,7 +39,7 @@ def _pixels(maps, config=None):
         return scores, labels
     config = dataclasses.replace(config, min_obstacle_area=0)
     masks = [postprocess(s, None, config).mask for s, _ in maps]
-    called = np.concatenate([m[lab != 255] > 0 for m, (_, lab) in zip(masks, maps)])
+    called = np.concatenate([m[lab != 255] > 0 for m, (_, lab) in zip(masks, maps, strict=True)])
     return scores, labels, called
 
 

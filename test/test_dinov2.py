@@ -74,7 +74,7 @@ def test_vit_matches_transformers(registers: int, size: tuple[int, int]) -> None
     expected_final = out.last_hidden_state[:, prefix:]
     assert tokens.shape == (2, (size[0] // 14) * (size[1] // 14), 32)
     torch.testing.assert_close(tokens, expected_final, atol=1e-4, rtol=1e-4)
-    for got, index in zip(levels, (0, 2)):
+    for got, index in zip(levels, (0, 2), strict=True):
         expected = reference.layernorm(out.hidden_states[index + 1])[:, prefix:]
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(levels[-1], tokens)

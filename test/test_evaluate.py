@@ -50,7 +50,7 @@ def test_scores_and_labels_equal_direct_computation(tmp_path, capsys):
     )
     assert code == 0
     results = json.loads(out.read_text())
-    s = np.concatenate([a[b != 255] for a, b in zip(scores, labels)])
+    s = np.concatenate([a[b != 255] for a, b in zip(scores, labels, strict=True)])
     y = np.concatenate([b[b != 255] for b in labels])
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     assert results["ap"] == pytest.approx(average_precision_score(y, s), abs=1e-6)

@@ -1,4 +1,4 @@
-"""Streaming pixel metrics equal scikit-learn on the same pixels, ties and ignore labels included."""
+"""Streaming pixel metrics equal scikit-learn on the same pixels, with ties and ignore labels."""
 
 import numpy as np
 import pytest

@@ -87,3 +87,13 @@ def test_command_help_exits_cleanly(command):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
+
+
+def test_code_passes_ruff():
+    """The lint rules of ruff.toml (what ament_flake8 would flag) hold for every Python file."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "ood_perception", "test",
+                             "launch", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

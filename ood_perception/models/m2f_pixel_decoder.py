@@ -124,7 +124,7 @@ def reference_points(shapes: tuple[tuple[int, int], ...], device: torch.device) 
 
 
 class MSDeformAttnPixelDecoder(nn.Module):
-    """res2..res5 -> (mask features [B, mask_dim, H/4, W/4], 3 maps for the decoder, 1/32 first)."""
+    """res2..res5 -> (mask features [B, mask_dim, H/4, W/4], 3 decoder maps, 1/32 first)."""
 
     def __init__(self, cfg: PixelDecoderConfig):
         super().__init__()
@@ -143,7 +143,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         res2, *deep = features
         deep = deep[::-1]
-        srcs = [proj(x) for proj, x in zip(self.input_proj, deep)]
+        srcs = [proj(x) for proj, x in zip(self.input_proj, deep, strict=True)]
         pos = [sine_position_embedding(x, self.pos_feats) for x in deep]
         memory = self.transformer(srcs, pos)
         outs = []

@@ -60,11 +60,11 @@ class FPNDecoder(nn.Module):
         maps = [to_map(t) for t in levels]
         feats = [self.fpn1(maps[0]), self.fpn2(maps[1]), self.fpn3(maps[2]), self.fpn4(maps[3])]
         feats[2] = torch.cat((feats[2], to_map(self.dino_mlp(tokens))), dim=1)
-        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats, strict=True)]
         for i in range(len(laterals) - 1, 0, -1):
             up = F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
             laterals[i - 1] = laterals[i - 1] + up
-        outs = [conv(lat) for conv, lat in zip(self.fpn_convs, laterals)]
+        outs = [conv(lat) for conv, lat in zip(self.fpn_convs, laterals, strict=True)]
         output = self.heads[0](outs[0])
         for i in range(1, len(outs)):
             output = output + F.interpolate(self.heads[i](outs[i]), size=output.shape[2:],

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registered model name, e.g. uem-dinov2-b or uno-m2f-swin-l")
     parser.add_argument("--variant", help="UEM heads: dd, gd or gg (default dd); Mask2Former "
                         "class head for --random-init: uno (K+2, default) or closed (K+1)")
-    parser.add_argument("--checkpoint", help="official checkpoint: UEM .ckpt, or Mask2Former .pkl/.pth")
+    parser.add_argument("--checkpoint",
+                        help="official checkpoint: UEM .ckpt, or Mask2Former .pkl/.pth")
     parser.add_argument("--segmentor-checkpoint",
                         help="UEM only: segmentor .ckpt; default: the UEM file's segmentor.*")
     parser.add_argument("--random-init", action="store_true",

@@ -159,7 +159,7 @@ def run_files(args: argparse.Namespace) -> dict:
             results = pipeline.process([frame for _, frame in pending])
             totals["preprocess"] += results[0].timings["preprocess"]
             totals["inference"] += results[0].timings["inference"]
-            for (stem, frame), result in zip(pending, results):
+            for (stem, frame), result in zip(pending, results, strict=True):
                 totals["resize_back"] += result.timings["resize_back"]
                 totals["postprocess"] += result.timings["postprocess"]
                 obstacles += len(result.obstacles)

@@ -18,6 +18,7 @@ import torch
 
 from ..contract import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ..errors import CheckpointError
+from . import strict_loading
 
 # Loss-only buffer of SetCriterion (no-object class weight): not needed for inference.
 NOT_NEEDED = ("criterion.empty_weight",)
@@ -103,18 +104,8 @@ def inference_state(state: dict[str, torch.Tensor], source: str) -> dict[str, to
 
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` into `module`; missing, unexpected or mis-shaped keys raise CheckpointError."""
-    state = inference_state(state, source)
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:20])}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys]
-        raise CheckpointError(f"{source} does not match the model; " + "; ".join(parts))
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    """detectron2 `state` (normalisation buffers checked, then dropped) -> `module`, strictly."""
+    strict_loading.load_strict(module, inference_state(state, source), source)
 
 
 def detectron2_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

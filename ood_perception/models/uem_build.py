@@ -10,9 +10,10 @@ from ..errors import ConfigurationError
 from ..export import DeployModel
 from .registry import ExportRequest
 from .scores import ScoreHead
+from .strict_loading import load_strict
 from .tiling import ScoredNetwork, SingleWindow, SlidingWindow
 from .uem import UEMConfig, UEMNetwork, uem_config
-from .uem_checkpoints import convert_uem_state, load_state_dict, load_strict
+from .uem_checkpoints import convert_uem_state, load_state_dict
 
 # Official evaluation protocol (modeling/segmentation.py): 518x1036 windows, stride 140.
 DEFAULT_WINDOW = (518, 1036)

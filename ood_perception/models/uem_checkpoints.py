@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from .strict_loading import load_strict  # noqa: F401  (re-exported for the UEM loaders)
 
 # Head state used only while training GMMSeg (memory queue, counters): not needed for inference.
 TRAINING_ONLY_SUFFIXES = (".queue", ".queue_ptr", ".iteration_counter", ".eye_matrix")
@@ -131,20 +132,6 @@ def convert_uem_state(state: dict[str, torch.Tensor],
                       for k, v in convert_segmentor_state(segmentor_state).items()})
     _check_prefixes(state, UEM_PREFIXES, "UEM")
     return state
-
-
-def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """`load_state_dict(strict=True)` that reports missing/unexpected/mis-shaped keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        parts = [f"{label}: {', '.join(keys[:20])}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys]
-        raise CheckpointError(f"{source} does not match the model; " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
 
 
 def official_segmentor_state(segmentor: torch.nn.Module,

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "score images, a folder or a video without ROS; write maps, masks, overlays"),
     "export": ("export", "export a model (official checkpoint or random init) to a contract ONNX"),
     "build-engine": ("build_engine", "build and cache a TensorRT engine from an exported ONNX"),
+    "benchmark": ("benchmark", "stage times and frame rates vs the official UEM protocol"),
     "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
     "calibrate": ("calibrate", "threshold for a target TPR/FPR, written to node params"),
     "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),

@@ -74,3 +74,63 @@ def test_cuda(exported: Path, precision: str) -> None:
         assert np.abs(out - ref).max() < 1e-3
     else:
         assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+@pytest.fixture(scope="module")
+def gg_model():
+    from ood_perception.models.registry import ExportRequest, build_model
+
+    return build_model(ExportRequest(model="uem-dinov2-s", variant="gg", random_init=True,
+                                     input_size=(42, 56), window=(28, 42),
+                                     single_window=True))
+
+
+def test_model_in_memory_and_tensor_input(gg_model) -> None:
+    backend = create_backend("torch", gg_model)
+    images = frames(backend.info)
+    from_numpy = backend.run(images)
+    score, semantic = backend.run_torch(torch.from_numpy(images))
+    assert score.dtype == torch.float32 and semantic.dtype == torch.uint8
+    assert score.shape == semantic.shape == (2, 42, 56)
+    np.testing.assert_array_equal(score.numpy(), from_numpy.anomaly_score)
+    with torch.no_grad():
+        expected, _ = gg_model(torch.from_numpy(images))
+    np.testing.assert_array_equal(score.numpy(), expected.numpy())
+    assert not backend.cuda_graphs  # CPU: eager
+    with pytest.raises(ConfigurationError, match="uint8"):
+        backend.run_torch(torch.zeros((1, 42, 56, 3), dtype=torch.float32))
+    with pytest.raises(ConfigurationError, match="numpy array or torch tensor"):
+        backend.run([[0]])
+
+
+def test_low_precision_keeps_gmm_heads_in_fp32(gg_model) -> None:
+    backend = create_backend("torch", gg_model, precision="bf16")
+    seen = []
+    for module in backend._model.modules():
+        if type(module).__name__ == "GMMSegHead":
+            module.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    out = backend.run(frames(backend.info, 1))
+    assert seen == [torch.float32, torch.float32]  # segmentor head and UEM head
+    assert np.isfinite(out.anomaly_score).all()
+    untouched = [m for m in gg_model.modules() if type(m).__name__ == "GMMSegHead"]
+    assert all("forward" not in vars(m) for m in untouched)  # the caller's model is not patched
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_per_batch_size(gg_model) -> None:
+    graphed = create_backend("torch", gg_model, device="cuda", precision="fp16")
+    eager = create_backend("torch", gg_model, device="cuda", precision="fp16",
+                           cuda_graphs=False)
+    assert graphed.cuda_graphs and not eager.cuda_graphs
+    two, one = frames(graphed.info, 2), frames(graphed.info, 1)[:, ::-1].copy()
+    first = graphed.run_torch(two)[0]
+    kept = first.clone()
+    graphed.run_torch(one)
+    again = graphed.run_torch(two)[0]
+    assert len(graphed._graphs.captured_shapes) == 2
+    torch.testing.assert_close(first, kept)  # not overwritten by later replays
+    torch.testing.assert_close(again, first)
+    torch.testing.assert_close(first, eager.run_torch(two)[0], atol=1e-3, rtol=1e-3)
+    from_gpu_tensor = graphed.run_torch(torch.from_numpy(two).cuda())[0]
+    torch.testing.assert_close(from_gpu_tensor, first)

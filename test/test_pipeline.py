@@ -6,12 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_model import ROAD_ID, SKY_ID, export_tiny_model
+from tiny_model import ROAD_ID, SKY_ID, TinyMagentaModel, export_tiny_model
 
 from ood_perception.backends.onnxruntime import OnnxRuntimeBackend
 from ood_perception.errors import ConfigurationError
-from ood_perception.pipeline import STAGES, Pipeline
+from ood_perception.pipeline import GPU_STAGES, STAGES, Pipeline, runs_on_gpu
 from ood_perception.postprocess import PostprocessConfig
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def scene(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -88,3 +94,52 @@ def test_fixed_batch_graph_takes_any_number_of_frames(tmp_path: Path):
     frames = [scene(96, 144, (10 + 30 * i, 60, 20, 20)) for i in range(3)]
     results = pipeline.process(frames)
     assert [round(r.obstacles[0].centroid[0]) for r in results] == [20, 50, 80]
+
+
+def torch_tiny_backend(device: str = "cpu", **options):
+    """The tiny magenta model as a torch backend (the same module the ONNX was exported from)."""
+    from ood_perception.backends.torch import TorchBackend
+    from ood_perception.contract import ModelInfo
+
+    model = TinyMagentaModel((64, 96))
+    model.info = ModelInfo(input_height=64, input_width=96, score_range=(0.0, 1.0))
+    return TorchBackend(model, device=device, **options)
+
+
+def check_tensor_path_matches_host_path(pipeline: Pipeline, tensor: Pipeline) -> None:
+    frames = [scene(480, 640, (200, 100, 120, 90)), scene(64, 96, (10, 10, 20, 20)),
+              scene(720, 1280, (900, 400, 200, 160)), scene(480, 640, (20, 300, 60, 60))]
+    host, ours = pipeline.process(frames), tensor.process(frames)
+    for a, b in zip(host, ours, strict=True):
+        assert b.anomaly_score.shape == a.anomaly_score.shape and b.mask.dtype == np.uint8
+        assert b.semantic.shape == a.semantic.shape
+        assert np.abs(a.anomaly_score - b.anomaly_score).mean() < 0.01
+        assert (a.mask == b.mask).mean() > 0.995 and (a.semantic == b.semantic).mean() > 0.999
+        assert len(a.obstacles) == len(b.obstacles) == 1
+        assert np.abs(np.subtract(a.obstacles[0].bbox, b.obstacles[0].bbox)).max() <= 3
+        assert set(b.timings) == set(GPU_STAGES)
+    assert ours[0].timings["upload"] == ours[3].timings["upload"]
+
+
+def test_tensor_path_on_cpu_matches_host_path(pipeline: Pipeline):
+    tensor = Pipeline(torch_tiny_backend(), pipeline.config, tensor_path=True)
+    assert not runs_on_gpu(tensor.backend)
+    check_tensor_path_matches_host_path(pipeline, tensor)
+
+
+def test_tensor_path_needs_run_torch(pipeline: Pipeline):
+    with pytest.raises(ConfigurationError, match="run_torch"):
+        Pipeline(pipeline.backend, pipeline.config, tensor_path=True)
+    with pytest.raises(ConfigurationError):
+        Pipeline(torch_tiny_backend(), pipeline.config, tensor_path=True).process(
+            [np.zeros((10, 10), np.uint8)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch_cuda_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_gpu_path_matches_host_path(pipeline: Pipeline, precision: str):
+    backend = torch_tiny_backend("cuda", precision=precision)
+    gpu_pipeline = Pipeline(backend, pipeline.config)
+    assert runs_on_gpu(backend)
+    check_tensor_path_matches_host_path(pipeline, gpu_pipeline)

@@ -235,23 +235,41 @@ class TensorRTBackend:
         self._pinned = None
 
     def run(self, images: np.ndarray) -> BackendOutput:
+        """uint8 [B, H, W, 3] host frames -> host outputs, `max_batch` frames per execution."""
+        score, semantic = self.run_torch(images)
+        return BackendOutput(score.cpu().numpy(),
+                             None if semantic is None else semantic.cpu().numpy())
+
+    def run_torch(self, images):
+        """uint8 [B, H, W, 3] (numpy, or a CUDA tensor the GPU pipeline uploaded) -> (score
+        float32, classes uint8 or None) [B, H, W] as CUDA tensors, after the stream finished."""
         if self._context is None:
             raise ConfigurationError("backend was opened with build_only")
-        scores, semantics = [], []
-        for start in range(0, len(images), self.max_batch):
-            score, semantic = self._run_chunk(images[start:start + self.max_batch])
-            scores.append(score)
-            semantics.append(semantic)
-        semantic = None if semantics[0] is None else np.concatenate(semantics)
-        return BackendOutput(np.concatenate(scores), semantic)
+        torch = self._torch
+        if isinstance(images, np.ndarray):
+            images = self._upload(images)
+        else:  # uploaded on the caller's stream: the engine's stream must see the copy
+            self._stream.wait_stream(torch.cuda.current_stream(images.device))
+        chunks = [self._run_chunk(images[start:start + self.max_batch])
+                  for start in range(0, images.shape[0], self.max_batch)]
+        self._stream.synchronize()
+        score = torch.cat([score for score, _ in chunks])
+        semantic = None if chunks[0][1] is None else torch.cat([sem for _, sem in chunks])
+        return score, semantic
 
-    def _run_chunk(self, images: np.ndarray):
+    def _upload(self, images: np.ndarray):
+        """Host frames -> CUDA through a reused pinned buffer, on the engine's stream."""
         torch = self._torch
         if self._pinned is None or self._pinned.shape != images.shape:
             self._pinned = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
         self._pinned.numpy()[...] = images
         with torch.cuda.stream(self._stream):
-            image = self._pinned.to(self.device, non_blocking=True)
+            return self._pinned.to(self.device, non_blocking=True)
+
+    def _run_chunk(self, image):
+        torch = self._torch
+        image = image.contiguous()
+        with torch.cuda.stream(self._stream):
             self._context.set_input_shape(INPUT_NAME, tuple(image.shape))
             self._context.set_tensor_address(INPUT_NAME, image.data_ptr())
             outputs = {}
@@ -262,11 +280,10 @@ class TensorRTBackend:
                 self._context.set_tensor_address(name, outputs[name].data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-            score = outputs[SCORE_NAME].float().cpu()
+            score = outputs[SCORE_NAME].float()
             semantic = outputs.get(SEMANTIC_NAME)
-            semantic = None if semantic is None else semantic.to(torch.uint8).cpu()
-        self._stream.synchronize()
-        return score.numpy(), None if semantic is None else semantic.numpy()
+            semantic = None if semantic is None else semantic.to(torch.uint8)
+        return score, semantic
 
     def close(self) -> None:
         self._context = None

@@ -51,9 +51,13 @@ def window_reverse(windows: torch.Tensor, ws: int, height: int, width: int) -> t
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
 
 
-def _bands(size: int, ws: int, shift: int) -> list[int]:
-    """Region of each row (or column) after the cyclic shift: 0, 1 or 2 (official slices)."""
-    return [0 if i < size - ws else 1 if i < size - shift else 2 for i in range(size)]
+def _bands(size: int, ws: int, shift: int, device: torch.device | None) -> torch.Tensor:
+    """Region of each row (or column) after the cyclic shift: 0, 1 or 2 (official slices).
+
+    Computed on `device` from static sizes: no host copy, so CUDA graphs can capture it.
+    """
+    index = torch.arange(size, device=device)
+    return (index >= size - ws).float() + (index >= size - shift).float()
 
 
 def shift_mask(height: int, width: int, ws: int, shift: int,
@@ -62,8 +66,8 @@ def shift_mask(height: int, width: int, ws: int, shift: int,
 
     Built from static sizes only, so an exported graph holds it as a constant.
     """
-    rows = torch.tensor(_bands(height, ws, shift), dtype=torch.float32, device=device)
-    cols = torch.tensor(_bands(width, ws, shift), dtype=torch.float32, device=device)
+    rows = _bands(height, ws, shift, device)
+    cols = _bands(width, ws, shift, device)
     regions = (rows[:, None] * 3 + cols[None, :])[None, :, :, None]
     windows = window_partition(regions, ws).squeeze(-1)
     diff = windows[:, None, :] - windows[:, :, None]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One command for a session lent a GPU machine (the `device` tool's `run`, repo root, $OUT):
+#   bash benchmarks/run_on_device.sh
+# Installs the package offline, runs the GPU tests (parity of every backend against the
+# PyTorch fp32 CPU reference, CUDA graphs, GPU preprocessing) and the full benchmark, and
+# leaves under $OUT: env.txt, pytest_gpu.log, parity.jsonl, benchmark.json, benchmark.md,
+# benchmark.log, profile_uem-tiled.txt. About 4 minutes on an H100; each step has its own
+# time limit so one hang cannot eat the 10-minute call.
+set -u -o pipefail
+OUT=${OUT:-out/device}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    "$PYTHON" -c 'import sys, torch, onnxruntime; print(sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version()); print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
+    # Offline: every dependency the GPU path needs is in the machine's image (torch, numpy,
+    # opencv-python-headless, onnx, onnxruntime, onnxscript, pytest); --no-deps skips rosbags.
+    "$PYTHON" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -2
+    "$PYTHON" -c 'import ood_perception.benchmark, ood_perception.backends.torch; print("ood_perception imports")'
+} >"$OUT/env.txt" 2>&1
+status=0
+
+OOD_PARITY_REPORT="$OUT/parity.jsonl" timeout 330 "$PYTHON" -m pytest -p no:cacheprovider \
+    -q -rs -m gpu --timeout 300 test/test_parity.py test/test_backend_torch.py \
+    test/test_pipeline.py test/test_gpu_preprocess.py test/test_benchmark.py \
+    2>&1 | tee "$OUT/pytest_gpu.log" || status=1
+
+timeout 240 "$PYTHON" benchmarks/gpu_benchmark.py --device cuda --precision fp16 \
+    --json "$OUT/benchmark.json" --markdown "$OUT/benchmark.md" \
+    --profile uem-tiled --profile-output "$OUT/profile_uem-tiled.txt" \
+    2>&1 | tee "$OUT/benchmark.log" || status=1
+
+exit $status

@@ -1,0 +1,141 @@
+"""The frame path on the backend's GPU: upload, resize and batch; maps back to frame size.
+
+Frames cross the bus once each way: uint8 frames go up through reused page-locked staging
+buffers (one copy per group of same-size cameras), are resized and stacked on the GPU, and
+only the final per-frame score and class maps come down, into page-locked host memory. The
+functions are device-agnostic torch code, so the same code runs (and is tested) on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ood_perception.errors import ConfigurationError
+
+# Staging buffers kept per frame-group shape; more shapes than this evict the oldest.
+MAX_STAGING_SHAPES = 8
+
+
+def group_by_size(frames: Sequence[np.ndarray]) -> dict[tuple[int, int], list[int]]:
+    """Frame indices per (height, width), in first-seen order: one upload and resize each."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, frame in enumerate(frames):
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ConfigurationError(
+                f"frame {index}: expected HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
+        groups.setdefault(frame.shape[:2], []).append(index)
+    return groups
+
+
+class PinnedUploader:
+    """numpy frames -> [N, H, W, 3] uint8 tensors on `device` via reused staging buffers.
+
+    On CUDA the staging buffers are page-locked, so the copy is a DMA that does not block
+    the CPU; a buffer is reused only after its previous copy finished. On CPU the frames are
+    stacked into a plain tensor.
+    """
+
+    def __init__(self, device: str | torch.device):
+        self.device = torch.device(device)
+        self._cuda = self.device.type == "cuda"
+        self._staging: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+
+    def _buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if shape in self._staging:
+            buffer, done = self._staging.pop(shape)
+            done.synchronize()
+            return buffer
+        if len(self._staging) >= MAX_STAGING_SHAPES:
+            _, done = self._staging.pop(next(iter(self._staging)))
+            done.synchronize()
+        return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+
+    def upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size HxWx3 uint8 frames -> [N, H, W, 3] uint8 on the device (async on CUDA)."""
+        if not self._cuda:
+            return torch.from_numpy(np.stack(frames))
+        shape = (len(frames), *frames[0].shape)
+        buffer = self._buffer(shape)
+        host = buffer.numpy()
+        for index, frame in enumerate(frames):
+            host[index] = frame
+        device_copy = buffer.to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(self.device))
+        self._staging[shape] = (buffer, done)
+        return device_copy
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> uint8 [N, h, w, 3] at `size`; antialiased bilinear where it
+    shrinks (close to OpenCV's INTER_AREA of the CPU path), plain bilinear where it grows."""
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    planar = images.permute(0, 3, 1, 2).float()  # NCHW view; float() keeps channels-last
+    resized = F.interpolate(planar, size=size, mode="bilinear", align_corners=False,
+                            antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def resize_score(score: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float32 [H, W] or [N, H, W] -> `size`, bilinear as OpenCV's INTER_LINEAR."""
+    if tuple(score.shape[-2:]) == tuple(size):
+        return score
+    batched = score.reshape(-1, 1, *score.shape[-2:]).float()
+    out = F.interpolate(batched, size=size, mode="bilinear", align_corners=False)
+    return out.reshape(*score.shape[:-2], *size)
+
+
+def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [H, W] or [N, H, W] class ids -> `size`, nearest (OpenCV's INTER_NEAREST rule,
+    source index floor(dst * in / out)), so no class is invented."""
+    if tuple(classes.shape[-2:]) == tuple(size):
+        return classes
+    height, width = classes.shape[-2:]
+    rows = (torch.arange(size[0], device=classes.device) * height // size[0])
+    cols = (torch.arange(size[1], device=classes.device) * width // size[1])
+    return classes[..., rows[:, None], cols[None, :]]
+
+
+def upload_groups(frames: Sequence[np.ndarray],
+                  uploader: PinnedUploader) -> list[tuple[list[int], torch.Tensor]]:
+    """RGB uint8 frames -> (frame indices, [N, H, W, 3] device tensor) per size: cameras of
+    one model usually share a size, so they go up in one copy."""
+    return [(indices, uploader.upload([frames[i] for i in indices]))
+            for indices in group_by_size(frames).values()]
+
+
+def make_batch(groups: Sequence[tuple[list[int], torch.Tensor]],
+               size: tuple[int, int]) -> torch.Tensor:
+    """Uploaded groups -> uint8 [B, h, w, 3] model batch in frame order, resized on the device."""
+    if not groups:
+        raise ConfigurationError("make_batch needs at least one frame")
+    if len(groups) == 1:
+        return resize_images(groups[0][1], size)
+    count = sum(len(indices) for indices, _ in groups)
+    device = groups[0][1].device
+    batch = torch.empty((count, *size, 3), dtype=torch.uint8, device=device)
+    for indices, images in groups:
+        batch[torch.tensor(indices, device=device)] = resize_images(images, size)
+    return batch
+
+
+def to_host(tensor: torch.Tensor) -> np.ndarray:
+    """Device tensor -> numpy array in page-locked memory, filled asynchronously: read it after
+    `synchronize`. A fresh block per call (torch's caching host allocator), so results handed
+    out earlier are never overwritten."""
+    if tensor.device.type != "cuda":
+        return tensor.numpy()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host.numpy()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU); stage timings end here."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,111 @@
+"""gpu_preprocess on CPU tensors agrees with the OpenCV host path; CUDA-only parts skip here."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ood_perception import gpu_preprocess as gpu
+from ood_perception.errors import ConfigurationError
+from ood_perception.preprocess import make_batch as host_make_batch
+from ood_perception.preprocess import resize_classes as host_resize_classes
+from ood_perception.preprocess import resize_score as host_resize_score
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def smooth_frame(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Camera-like RGB: a low-frequency pattern (OpenCV INTER_AREA and antialiased bilinear
+    differ on pixel noise, not on image content)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("source", [(1080, 1920), (216, 384), (48, 64), (64, 96)])
+def test_resize_images_close_to_host_resize(source):
+    frame = smooth_frame(source, 0)
+    ours = gpu.resize_images(torch.from_numpy(frame)[None], (64, 96))[0].numpy()
+    theirs = host_make_batch([frame], (64, 96))[0]
+    assert ours.shape == theirs.shape and ours.dtype == np.uint8
+    difference = np.abs(ours.astype(int) - theirs.astype(int))
+    assert difference.mean() < 0.5 and difference.max() <= 2
+    if source == (64, 96):
+        assert gpu.resize_images(torch.from_numpy(frame)[None], (64, 96)).data_ptr() == (
+            torch.from_numpy(frame).data_ptr())
+
+
+def test_resize_score_equals_opencv_bilinear():
+    score = np.random.default_rng(1).normal(size=(37, 74)).astype(np.float32)
+    for size in [(1080, 1920), (20, 30)]:
+        ours = gpu.resize_score(torch.from_numpy(score), size).numpy()
+        np.testing.assert_allclose(ours, host_resize_score(score, size), atol=1e-4)
+    batched = gpu.resize_score(torch.from_numpy(np.stack([score, -score])), (90, 160))
+    assert batched.shape == (2, 90, 160)
+    np.testing.assert_allclose(batched[1].numpy(), -host_resize_score(score, (90, 160)),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(25, 33), (1080, 1920), (5, 7)])
+def test_resize_classes_matches_opencv_nearest(size):
+    classes = np.random.default_rng(2).integers(0, 19, (37, 74), dtype=np.uint8)
+    ours = gpu.resize_classes(torch.from_numpy(classes), size).numpy()
+    theirs = host_resize_classes(classes, size)
+    assert ours.dtype == np.uint8 and ours.shape == size
+    assert (ours == theirs).mean() > 0.999
+    assert set(np.unique(ours)) <= set(np.unique(classes))
+
+
+def test_upload_groups_batches_cameras_of_one_size_together():
+    frames = [smooth_frame((48, 64), i) for i in range(3)] + [smooth_frame((30, 40), 9)]
+    frames.insert(1, smooth_frame((30, 40), 8))
+    groups = gpu.upload_groups(frames, gpu.PinnedUploader("cpu"))
+    assert [indices for indices, _ in groups] == [[0, 2, 3], [1, 4]]
+    assert groups[0][1].shape == (3, 48, 64, 3)
+    np.testing.assert_array_equal(groups[1][1][0].numpy(), frames[1])
+    batch = gpu.make_batch(groups, (48, 64))
+    assert batch.shape == (5, 48, 64, 3) and batch.dtype == torch.uint8
+    for index in (0, 2, 3):  # already at the model size: untouched, in frame order
+        np.testing.assert_array_equal(batch[index].numpy(), frames[index])
+    enlarged = gpu.resize_images(torch.from_numpy(frames[4])[None], (48, 64))[0]
+    np.testing.assert_array_equal(batch[4].numpy(), enlarged.numpy())
+
+
+def test_bad_frames_are_refused():
+    with pytest.raises(ConfigurationError, match="frame 1"):
+        gpu.group_by_size([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)])
+    with pytest.raises(ConfigurationError, match="at least one"):
+        gpu.make_batch([], (4, 4))
+
+
+def test_to_host_on_cpu_is_the_tensor_itself():
+    tensor = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    array = gpu.to_host(tensor)
+    assert isinstance(array, np.ndarray) and array.tolist() == tensor.tolist()
+
+
+@pytest.mark.gpu
+@CUDA
+def test_pinned_upload_roundtrip_and_staging_reuse():
+    uploader = gpu.PinnedUploader("cuda")
+    frames = [smooth_frame((1080, 1920), i) for i in range(2)]
+    first = uploader.upload(frames)
+    second = uploader.upload([f[::-1].copy() for f in frames])  # reuses the staging buffer
+    assert first.device.type == "cuda" and first.shape == (2, 1080, 1920, 3)
+    np.testing.assert_array_equal(first.cpu().numpy(), np.stack(frames))
+    np.testing.assert_array_equal(second[1].cpu().numpy(), frames[1][::-1])
+    host = gpu.to_host(gpu.resize_score(first[:, :, :, 0].float(), (540, 960)))
+    gpu.synchronize(first.device)
+    cpu_side = gpu.resize_score(first[:, :, :, 0].float().cpu(), (540, 960)).numpy()
+    np.testing.assert_allclose(host, cpu_side, atol=1e-3)
+
+
+@pytest.mark.gpu
+@CUDA
+def test_cuda_resize_matches_cpu_resize():
+    frame = torch.from_numpy(smooth_frame((1080, 1920), 3))[None]
+    on_gpu = gpu.resize_images(frame.cuda(), (518, 1036)).cpu()
+    on_cpu = gpu.resize_images(frame, (518, 1036))
+    assert (on_gpu.int() - on_cpu.int()).abs().max() <= 1

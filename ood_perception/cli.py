@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
     "calibrate": ("calibrate", "threshold for a target TPR/FPR, written to node params"),
     "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),
+    "make-scenes": ("make_scenes", "generate synthetic road scenes with pasted anomalies"),
+    "train-segmentor": ("train_segmentor", "stage 1: train the inlier segmentor"),
+    "train-uem": ("train_uem", "stage 2: train the UEM head on a frozen segmentor"),
+    "demo": ("demo", "end-to-end demo: embedded model, synthetic drive, node over DDS"),
 }
 
 

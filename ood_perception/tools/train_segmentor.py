@@ -1,0 +1,77 @@
+"""`ood-perception train-segmentor`: stage 1, the inlier segmentor (ViT + FPN + head).
+
+Trains on synthetic scenes or on images with Cityscapes train-id labels and writes the
+segmentor in the official Lightning layout (`SegmentationModel` keys). With
+--backbone-checkpoint (DINOv2 hub weights) the ViT is loaded and frozen, as in the paper;
+without, the small demo ViT is trained from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ood_perception.errors import OodPerceptionError
+from ood_perception.tools import training_args as common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common.add_model_arguments(parser)
+    common.add_data_arguments(parser, labels_required=True)
+    parser.add_argument("--backbone-checkpoint",
+                        help="DINOv2 weights (hub .pth state dict) for the ViT; frozen")
+    parser.add_argument("--train-backbone", action="store_true",
+                        help="train the ViT too when --backbone-checkpoint is given")
+    common.add_optim_arguments(parser, steps=1000, lr=1e-3, weight_decay=0.01)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run stage 1 and write the checkpoint; the figures as a dict."""
+    from ood_perception import training
+    from ood_perception.training_data import validation_frames
+    from ood_perception.training_eval import evaluate, network_predictor
+
+    cfg, window = common.resolve_model(args)
+    optim = common.optim_config(args)
+    training.device_of(args.device)
+    data, synthetic = common.samples(args, window, labels_required=True)
+    val_count = common.validation_count(args, synthetic)
+    network = training.build_network(cfg, window, args.seed, args.backbone_checkpoint)
+    freeze = bool(args.backbone_checkpoint) and not args.train_backbone
+    result, trainer = training.train_segmentor(
+        network, data, optim, freeze_backbone=freeze, scale=(args.min_scale, args.max_scale),
+        progress=not args.no_progress)
+    hyper = {"MODEL": {"NAME": args.model, "VARIANT": args.variant, "WINDOW": list(window),
+                       "NUM_CLASSES": cfg.num_classes, "IGNORE_INDEX": training.IGNORE,
+                       "SEGMENTATION_HEAD": cfg.segmentor_head},
+             "SOLVER": {"STEPS": optim.steps, "BATCH_SIZE": optim.batch_size, "LR": optim.lr,
+                        "SEED": optim.seed, "FREEZE_BACKBONE": freeze},
+             "DATA": {"SYNTHETIC": args.synthetic if synthetic else 0,
+                      "IMAGES": args.images or ""},
+             "PRODUCER": "ood_perception train-segmentor"}
+    path = training.save_segmentor_checkpoint(network, args.output, hyper, trainer)
+    figures = {"checkpoint": str(path), "steps": optim.steps, "seconds": result.seconds,
+               "loss_start": sum(result.losses[:10]) / len(result.losses[:10]),
+               "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:])}
+    if val_count:
+        evaluation = evaluate(network_predictor(network, args.device),
+                              validation_frames(val_count, window), progress=not args.no_progress)
+        figures.update(miou=evaluation.miou, class_iou=evaluation.class_iou,
+                       val_frames=val_count)
+    common.write_metrics(args.metrics_json, figures)
+    return figures
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        figures = train(args)
+    except OodPerceptionError as error:
+        print(f"ood-perception train-segmentor: {error}", file=sys.stderr)
+        return 2
+    line = (f"wrote {figures['checkpoint']}: {figures['steps']} steps in "
+            f"{figures['seconds']:.0f} s, loss {figures['loss_start']:.3f} -> "
+            f"{figures['loss_end']:.3f}")
+    if "miou" in figures:
+        line += f"; mIoU {figures['miou'] * 100:.1f} on {figures['val_frames']} held-out scenes"
+    print(line)
+    return 0

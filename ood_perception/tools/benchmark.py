@@ -13,18 +13,9 @@ import sys
 from pathlib import Path
 
 from ood_perception.errors import OodPerceptionError
+from ood_perception.tools.arguments import image_size
 
 TINY_FRAME_SIZE = (70, 126)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return height, width
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the official protocol always runs fp32")
     parser.add_argument("--cases", default=",".join(CASE_NAMES),
                         help=f"comma-separated subset of: {', '.join(CASE_NAMES)}")
-    parser.add_argument("--frame-size", type=_size, default=None,
+    parser.add_argument("--frame-size", type=image_size, default=None,
                         help="camera frame HEIGHTxWIDTH (default 1080x1920, tiny 70x126); "
                         "the tiled UEM model takes frames at this size")
     parser.add_argument("--cameras", type=int, default=3,

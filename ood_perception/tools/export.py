@@ -12,19 +12,10 @@ import time
 from pathlib import Path
 
 from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.tools.arguments import image_size
 
 # Flags that only the UEM family (`uem-*`) understands.
 UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 518x1036, got {text!r}") from exc
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return height, width
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random weights (for shape, speed and export tests)")
     parser.add_argument("--score", help="anomaly score; UEM: llr (default), max_softmax, "
                         "max_logit, energy, uem_out; Mask2Former: uno (default), eam, rba, msp")
-    parser.add_argument("--input-size", type=_size, required=True,
+    parser.add_argument("--input-size", type=image_size, required=True,
                         help="graph input HxW, e.g. 1024x2048")
-    parser.add_argument("--window", type=_size, help="sliding-window HxW (UEM default 518x1036)")
+    parser.add_argument("--window", type=image_size,
+                        help="sliding-window HxW (UEM default 518x1036)")
     parser.add_argument("--stride", type=int, help="sliding-window stride (UEM default 140)")
     parser.add_argument("--single-window", action="store_true",
                         help="resize the whole frame to one window instead of sliding")

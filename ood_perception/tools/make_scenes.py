@@ -14,16 +14,9 @@ import time
 from pathlib import Path
 
 from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.tools.arguments import image_size
 
 SPLITS = ("heldout", "train", "none")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 224x448, got {text!r}") from exc
-    return height, width
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default), train (the UEM outlier families) or none")
     parser.add_argument("--min-anomalies", type=int, default=1, help="fewest per scene")
     parser.add_argument("--max-anomalies", type=int, default=3, help="most per scene")
-    parser.add_argument("--size", type=_size, default=(224, 448), help="frame HxW")
+    parser.add_argument("--size", type=image_size, default=(224, 448), help="frame HxW")
     parser.add_argument("--bag", action="store_true",
                         help="one drive instead of independent scenes, also written as a rosbag")
     parser.add_argument("--topic", default="/camera/image_raw", help="--bag: image topic")

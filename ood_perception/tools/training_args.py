@@ -7,14 +7,7 @@ import json
 from pathlib import Path
 
 from ood_perception.errors import ConfigurationError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 224x448, got {text!r}") from exc
-    return height, width
+from ood_perception.tools.arguments import image_size
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +15,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uem-demo (default) or uem-dinov2-s/b/l (official sizes)")
     parser.add_argument("--variant", default="dd", choices=("dd", "gd", "gg"),
                         help="heads (segmentor, UEM): dd linear/linear, gd GMM/linear, gg GMM/GMM")
-    parser.add_argument("--window", type=_size,
+    parser.add_argument("--window", type=image_size,
                         help="training window HxW; default the model's (demo 224x448, DINOv2 "
                         "518x1036); multiples of 14")
     parser.add_argument("--output", required=True, help="checkpoint to write (.ckpt)")

@@ -253,15 +253,20 @@ def train_segmentor(network: UEMNetwork, samples: Samples, optim: OptimConfig,
             loss = F.cross_entropy(_upsample(logits, window), y, ignore_index=IGNORE)
             loss = loss + CONTRAST_WEIGHT * F.cross_entropy(contrast, contrast_target,
                                                             ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        return float(loss.detach())
+        return _descend(opt, schedule, loss)
 
     result = _loop(step, optim, "train-segmentor", progress)
     network.to("cpu").eval()
     return result, trainer
+
+
+def _descend(opt: torch.optim.Optimizer, schedule, loss: torch.Tensor) -> float:
+    """One optimiser and learning-rate step on `loss`; its value for the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    schedule.step()
+    return float(loss.detach())
 
 
 def llr_loss(seg: torch.Tensor, uem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -317,11 +322,7 @@ def train_uem(network: UEMNetwork, samples: Samples, negatives: NegativeSet, opt
             loss = loss + UEM_GMM_WEIGHT * F.cross_entropy(uem, y, ignore_index=IGNORE)
             loss = loss + CONTRAST_WEIGHT * F.cross_entropy(contrast, contrast_target,
                                                             ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        return float(loss.detach())
+        return _descend(opt, schedule, loss)
 
     result = _loop(step, optim, "train-uem", progress)
     network.to("cpu").eval()

@@ -9,9 +9,7 @@ without, the small demo ViT is trained from scratch.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ood_perception.errors import OodPerceptionError
 from ood_perception.tools import training_args as common
 
 
@@ -62,16 +60,11 @@ def train(args: argparse.Namespace) -> dict:
     return figures
 
 
+def _held_out(figures: dict) -> str:
+    if "miou" not in figures:
+        return ""
+    return f"; mIoU {figures['miou'] * 100:.1f} on {figures['val_frames']} held-out scenes"
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        figures = train(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception train-segmentor: {error}", file=sys.stderr)
-        return 2
-    line = (f"wrote {figures['checkpoint']}: {figures['steps']} steps in "
-            f"{figures['seconds']:.0f} s, loss {figures['loss_start']:.3f} -> "
-            f"{figures['loss_end']:.3f}")
-    if "miou" in figures:
-        line += f"; mIoU {figures['miou'] * 100:.1f} on {figures['val_frames']} held-out scenes"
-    print(line)
-    return 0
+    return common.run_and_report("train-segmentor", train, args, _held_out)

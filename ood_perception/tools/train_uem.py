@@ -10,9 +10,8 @@ checkpoint in the official layout, with the frozen segmentor inside, so
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 from ood_perception.tools import training_args as common
 
 
@@ -88,18 +87,13 @@ def train(args: argparse.Namespace) -> dict:
     return figures
 
 
+def _held_out(figures: dict) -> str:
+    if "ap" not in figures:
+        return ""
+    return (f"; held-out anomalies ({figures['frames']} scenes): AP "
+            f"{figures['ap'] * 100:.1f}, FPR95 {figures['fpr95'] * 100:.1f}, "
+            f"mIoU {figures['miou'] * 100:.1f}")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        figures = train(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception train-uem: {error}", file=sys.stderr)
-        return 2
-    line = (f"wrote {figures['checkpoint']}: {figures['steps']} steps in "
-            f"{figures['seconds']:.0f} s, loss {figures['loss_start']:.3f} -> "
-            f"{figures['loss_end']:.3f}")
-    if "ap" in figures:
-        line += (f"; held-out anomalies ({figures['frames']} scenes): AP "
-                 f"{figures['ap'] * 100:.1f}, FPR95 {figures['fpr95'] * 100:.1f}, "
-                 f"mIoU {figures['miou'] * 100:.1f}")
-    print(line)
-    return 0
+    return common.run_and_report("train-uem", train, args, _held_out)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ood_perception.errors import ConfigurationError
+from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.tools.arguments import image_size
 
 
@@ -105,3 +106,17 @@ def write_metrics(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=1))
+
+
+def run_and_report(command: str, train, args: argparse.Namespace, held_out) -> int:
+    """Run `train(args)`, print its one-line summary (plus `held_out(figures)`), exit code."""
+    try:
+        figures = train(args)
+    except OodPerceptionError as error:
+        print(f"ood-perception {command}: {error}", file=sys.stderr)
+        return 2
+    line = (f"wrote {figures['checkpoint']}: {figures['steps']} steps in "
+            f"{figures['seconds']:.0f} s, loss {figures['loss_start']:.3f} -> "
+            f"{figures['loss_end']:.3f}")
+    print(line + held_out(figures))
+    return 0

@@ -27,7 +27,7 @@ VOID = 255
 ANOMALY = 254  # internal label while painting; becomes VOID in `semantic`
 NEAR = 1.0  # metres: nearer geometry is clipped
 # Obstacles are placed no farther than where they look this many pixels tall.
-MIN_ANOMALY_PX = 24.0
+MIN_ANOMALY_PX = 28.0
 
 
 @dataclass(frozen=True)

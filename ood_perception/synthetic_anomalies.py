@@ -16,9 +16,9 @@ import numpy as np
 
 from ood_perception.errors import ConfigurationError
 
-TRAIN_SHAPES = ("box", "ellipse", "ring", "cross")
+TRAIN_SHAPES = ("box", "ellipse", "ring", "cross", "diamond", "hexagon", "capsule", "trapezoid")
 HELDOUT_SHAPES = ("triangle", "star", "blob", "crescent")
-TRAIN_TEXTURES = ("solid", "stripes", "gradient")
+TRAIN_TEXTURES = ("solid", "stripes", "gradient", "two_tone", "radial", "hatch", "waves")
 HELDOUT_TEXTURES = ("checker", "dots", "noise")
 
 
@@ -92,6 +92,28 @@ def _cross(rng, h, w):
     return (np.abs(x) <= arm) | (np.abs(y) <= arm)
 
 
+def _diamond(rng, h, w):
+    mid = rng.uniform(0.35, 0.65)
+    return _poly(h, w, np.array([[0.5, 0.0], [1.0, mid], [0.5, 1.0], [0.0, mid]]))
+
+
+def _hexagon(rng, h, w):
+    angles = np.arange(6) * np.pi / 3 + rng.uniform(0, np.pi / 3)
+    return _poly(h, w, np.stack([0.5 + 0.5 * np.cos(angles), 0.5 + 0.5 * np.sin(angles)], 1))
+
+
+def _capsule(rng, h, w):
+    y, x = _grid(h, w)
+    if rng.random() < 0.5:
+        x, y = y, x
+    return (np.abs(x) <= 0.5) & (np.abs(y) <= 1.0) | ((np.abs(x) - 0.5) ** 2 * 4 + y**2 <= 1.0)
+
+
+def _trapezoid(rng, h, w):
+    top = rng.uniform(0.1, 0.3)
+    return _poly(h, w, np.array([[top, 0.0], [1 - top, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+
+
 def _triangle(rng, h, w):
     apex = rng.uniform(0.2, 0.8)
     return _poly(h, w, np.array([[apex, 0.0], [1.0, 1.0], [0.0, 1.0]]))
@@ -121,8 +143,9 @@ def _crescent(rng, h, w):
 
 
 SHAPES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-    "box": _box, "ellipse": _ellipse, "ring": _ring, "cross": _cross,
-    "triangle": _triangle, "star": _star, "blob": _blob, "crescent": _crescent,
+    "box": _box, "ellipse": _ellipse, "ring": _ring, "cross": _cross, "diamond": _diamond,
+    "hexagon": _hexagon, "capsule": _capsule, "trapezoid": _trapezoid, "triangle": _triangle,
+    "star": _star, "blob": _blob, "crescent": _crescent,
 }
 
 
@@ -148,6 +171,37 @@ def _gradient(rng, h, w):
                            (h, w, 3)).copy()
 
 
+def _two_tone(rng, h, w):
+    y, x = np.mgrid[0:h, 0:w]
+    angle = rng.uniform(0, 2 * np.pi)
+    side = ((x - w / 2) * np.cos(angle) + (y - h / 2) * np.sin(angle)) > 0
+    return np.where(side[..., None], random_colour(rng), random_colour(rng))
+
+
+def _radial(rng, h, w):
+    y, x = _grid(h, w)
+    t = np.clip(np.sqrt(x**2 + y**2), 0, 1)[..., None]
+    return (1 - t) * random_colour(rng) + t * random_colour(rng)
+
+
+def _hatch(rng, h, w):
+    """Thin lines in two directions over a base colour: fine structure, unlike flat paint."""
+    y, x = np.mgrid[0:h, 0:w]
+    period, width = rng.uniform(4, 9), rng.uniform(1.0, 2.0)
+    angle = rng.uniform(0, np.pi)
+    lines = np.zeros((h, w), bool)
+    for a in (angle, angle + rng.uniform(np.pi / 4, np.pi / 2)):
+        lines |= (x * np.cos(a) + y * np.sin(a)) % period < width
+    return np.where(lines[..., None], random_colour(rng), random_colour(rng))
+
+
+def _waves(rng, h, w):
+    y, x = np.mgrid[0:h, 0:w]
+    period, bend = rng.uniform(5, 12), rng.uniform(2, 6)
+    t = 0.5 + 0.5 * np.sin(2 * np.pi * (x + bend * np.sin(y / rng.uniform(4, 10))) / period)
+    return (1 - t[..., None]) * random_colour(rng) + t[..., None] * random_colour(rng)
+
+
 def _checker(rng, h, w):
     y, x = np.mgrid[0:h, 0:w]
     cell = rng.uniform(3, 8)
@@ -171,8 +225,9 @@ def _noise(rng, h, w):
 
 
 TEXTURES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-    "solid": _solid, "stripes": _stripes, "gradient": _gradient,
-    "checker": _checker, "dots": _dots, "noise": _noise,
+    "solid": _solid, "stripes": _stripes, "gradient": _gradient, "two_tone": _two_tone,
+    "radial": _radial, "hatch": _hatch, "waves": _waves, "checker": _checker, "dots": _dots,
+    "noise": _noise,
 }
 
 

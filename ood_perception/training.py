@@ -40,17 +40,19 @@ CONTRAST_WEIGHT = 0.01
 UEM_GMM_WEIGHT = 0.5
 
 
-def model_config(model: str, variant: str = "dd") -> tuple[UEMConfig, tuple[int, int]]:
-    """The network configuration and default training window of a registered UEM model."""
+def model_config(model: str, variant: str = "dd"
+                 ) -> tuple[UEMConfig, tuple[int, int], tuple[int, int] | None]:
+    """The network configuration, default training window and synthetic camera size (None:
+    the window) of a registered UEM model."""
     if model == "uem-demo":
-        from ood_perception.models.uem_demo import DEMO_WINDOW, demo_config
+        from ood_perception.models.uem_demo import DEMO_CAMERA, DEMO_WINDOW, demo_config
 
-        return demo_config(variant), DEMO_WINDOW
+        return demo_config(variant), DEMO_WINDOW, DEMO_CAMERA
     sizes = {"uem-dinov2-s": "s", "uem-dinov2-b": "b", "uem-dinov2-l": "l"}
     if model not in sizes:
         raise ConfigurationError(f"cannot train {model!r}; trainable models: uem-demo, "
                                  f"{', '.join(sizes)}")
-    return uem_config(sizes[model], variant), DINOV2_WINDOW
+    return uem_config(sizes[model], variant), DINOV2_WINDOW, None
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,15 @@ def build_network(cfg: UEMConfig, window: tuple[int, int], seed: int,
 
 
 def load_segmentor(network: UEMNetwork, path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a segmentor `.ckpt` (official layout) into `network.segmentor`; its raw state."""
+    """Load a segmentor `.ckpt` (official layout) into `network.segmentor`; its raw state.
+
+    A UEM `.ckpt` works too: its `segmentor.*` part is taken, so a trained UEM's head can be
+    retrained on new outliers without the separate stage-1 file.
+    """
     raw = load_state_dict(path)
+    if any(k.startswith("segmentor.") for k in raw):
+        raw = {k.removeprefix("segmentor."): v for k, v in raw.items()
+               if k.startswith("segmentor.")}
     load_strict(network.segmentor, convert_segmentor_state(raw), f"segmentor checkpoint {path}")
     return raw
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -114,6 +115,18 @@ def test_uem_steps_reduce_the_loss_with_the_segmentor_frozen(scenes, variant, tm
         assert "segmentor.segmentation_head.queue" in state  # the segmentor's own buffers
 
 
+def test_a_uem_checkpoint_serves_as_the_frozen_segmentor(tmp_path) -> None:
+    """Retraining a shipped UEM's head needs no separate stage-1 file."""
+    donor = _official_segmentor(tmp_path / "segmentor.ckpt", "dd", seed=4)
+    raw = training.load_segmentor(training.build_network(tiny(), WINDOW, seed=1),
+                                  tmp_path / "segmentor.ckpt")
+    uem_ckpt = training.save_uem_checkpoint(donor, raw, tmp_path / "uem.ckpt", {"x": 1})
+    network = training.build_network(tiny(), WINDOW, seed=2)
+    training.load_segmentor(network, uem_ckpt)
+    for key, value in network.segmentor.state_dict().items():
+        torch.testing.assert_close(value, donor.segmentor.state_dict()[key], rtol=0, atol=0)
+
+
 def test_llr_loss_is_bce_on_eq_11() -> None:
     seg = torch.tensor([[[[2.0, 0.0]], [[1.0, 3.0]]]])  # K=2, 1x2
     uem = torch.tensor([[[[0.5, 0.0]], [[1.5, 4.0]]]])
@@ -174,6 +187,19 @@ def test_cli_trains_both_stages_on_image_folders(tmp_path) -> None:
                                            segmentor_checkpoint=segmentor, input_size=WINDOW,
                                            window=WINDOW))
         assert deploy.info.input_size == WINDOW
+
+
+def test_cli_renders_synthetic_scenes_at_the_camera_size(tmp_path) -> None:
+    """--scene-size renders the scenes (training and held-out) smaller than the window, as a
+    camera feeding a larger network window would; the checkpoint records it."""
+    seg = tmp_path / "seg.ckpt"
+    metrics = tmp_path / "m.json"
+    assert main(["train-segmentor", "--output", str(seg), "--synthetic", "2", "--window",
+                 "84x168", "--scene-size", "56x112", "--steps", "1", "--batch-size", "1",
+                 "--val", "1", "--metrics-json", str(metrics), "--no-progress"]) == 0
+    hyper = torch.load(seg, weights_only=True)["hyper_parameters"]
+    assert hyper["DATA"]["SCENE_SIZE"] == [56, 112] and hyper["MODEL"]["WINDOW"] == [84, 168]
+    assert json.loads(metrics.read_text())["val_frames"] == 1
 
 
 def test_cli_errors_say_what_to_fix(tmp_path, capsys) -> None:

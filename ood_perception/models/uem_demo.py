@@ -1,7 +1,9 @@
 """`uem-demo`: a small UEM trained on synthetic road scenes, embedded in the package.
 
 Same architecture as the official models at a size that trains on two CPU cores in minutes
-(docs/demo_model.md): ViT-S-like width 192, 6 blocks, patch 14, input one 224x448 window.
+(docs/demo_model.md): ViT-S-like width 192, 6 blocks, patch 14, one 336x672 window fed
+with the synthetic camera's 224x448 frames scaled by 1.5 (a 24x48 UEM grid: finer obstacle
+edges than the camera size would give).
 Without --checkpoint it loads the embedded weights `ood_perception/assets/uem_demo.ckpt`.
 """
 
@@ -17,11 +19,13 @@ from .registry import ExportRequest
 from .uem import VARIANTS, UEMConfig
 from .uem_build import build_uem
 
-DEMO_WINDOW = (224, 448)
+DEMO_WINDOW = (336, 672)
+# The synthetic camera (`synthetic.SceneConfig`) the demo model is trained and evaluated on.
+DEMO_CAMERA = (224, 448)
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "uem_demo.ckpt"
-# LLR range of the embedded weights on held-out synthetic scenes; its midpoint (2.0) is an
-# obstacle threshold with more true than false obstacle pixels there (docs/demo_model.md).
-DEMO_SCORE_RANGE = (-8.0, 12.0)
+# LLR range of the embedded weights on held-out synthetic scenes; its midpoint (1.5) is the
+# obstacle threshold: about 55% of anomaly pixels at 80% precision there (docs/demo_model.md).
+DEMO_SCORE_RANGE = (-8.0, 11.0)
 
 
 def demo_config(variant: str = "dd") -> UEMConfig:
@@ -36,7 +40,7 @@ def demo_config(variant: str = "dd") -> UEMConfig:
 
 
 def build_uem_demo(request: ExportRequest) -> DeployModel:
-    """Single window of 224x448 unless --window/--stride say otherwise; embedded weights
+    """Single window of 336x672 unless --window/--stride say otherwise; embedded weights
     unless --checkpoint or --random-init."""
     checkpoint = request.checkpoint
     if checkpoint is None and not request.random_init:

@@ -46,10 +46,10 @@ def export_model(output: Path) -> tuple[Path, str]:
     """The demo ONNX and a note on where its weights came from."""
     from ood_perception.export import check_onnxruntime, export_onnx, sample_images
     from ood_perception.models.registry import ExportRequest, build_model
-    from ood_perception.models.uem_demo import DEMO_CHECKPOINT, DEMO_WINDOW
+    from ood_perception.models.uem_demo import DEMO_CAMERA, DEMO_CHECKPOINT
 
     embedded = DEMO_CHECKPOINT.is_file()
-    request = ExportRequest(model="uem-demo", input_size=DEMO_WINDOW, random_init=not embedded)
+    request = ExportRequest(model="uem-demo", input_size=DEMO_CAMERA, random_init=not embedded)
     deploy = build_model(request)
     path = export_onnx(deploy, output / "uem_demo.onnx")
     diff = check_onnxruntime(path, deploy, sample_images(deploy.info, batch=1))

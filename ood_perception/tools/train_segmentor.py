@@ -29,10 +29,10 @@ def train(args: argparse.Namespace) -> dict:
     from ood_perception.training_data import validation_frames
     from ood_perception.training_eval import evaluate, network_predictor
 
-    cfg, window = common.resolve_model(args)
+    cfg, window, scene = common.resolve_model(args)
     optim = common.optim_config(args)
     training.device_of(args.device)
-    data, synthetic = common.samples(args, window, labels_required=True)
+    data, synthetic = common.samples(args, scene, labels_required=True)
     val_count = common.validation_count(args, synthetic)
     network = training.build_network(cfg, window, args.seed, args.backbone_checkpoint)
     freeze = bool(args.backbone_checkpoint) and not args.train_backbone
@@ -45,6 +45,7 @@ def train(args: argparse.Namespace) -> dict:
              "SOLVER": {"STEPS": optim.steps, "BATCH_SIZE": optim.batch_size, "LR": optim.lr,
                         "SEED": optim.seed, "FREEZE_BACKBONE": freeze},
              "DATA": {"SYNTHETIC": args.synthetic if synthetic else 0,
+                      "SCENE_SIZE": list(scene) if synthetic else [],
                       "IMAGES": args.images or ""},
              "PRODUCER": "ood_perception train-segmentor"}
     path = training.save_segmentor_checkpoint(network, args.output, hyper, trainer)
@@ -53,7 +54,7 @@ def train(args: argparse.Namespace) -> dict:
                "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:])}
     if val_count:
         evaluation = evaluate(network_predictor(network, args.device),
-                              validation_frames(val_count, window), progress=not args.no_progress)
+                              validation_frames(val_count, scene), progress=not args.no_progress)
         figures.update(miou=evaluation.miou, class_iou=evaluation.class_iou,
                        val_frames=val_count)
     common.write_metrics(args.metrics_json, figures)

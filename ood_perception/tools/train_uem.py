@@ -52,13 +52,13 @@ def train(args: argparse.Namespace) -> dict:
     from ood_perception.training_data import validation_frames
     from ood_perception.training_eval import evaluate, network_predictor
 
-    cfg, window = common.resolve_model(args)
+    cfg, window, scene = common.resolve_model(args)
     optim = common.optim_config(args)
     training.device_of(args.device)
     negatives = negative_set(args)
     network = training.build_network(cfg, window, args.seed)
     segmentor_state = training.load_segmentor(network, args.segmentor_checkpoint)
-    data, synthetic = common.samples(args, window, labels_required=False)
+    data, synthetic = common.samples(args, scene, labels_required=False)
     val_count = common.validation_count(args, synthetic)
     result, trainer = training.train_uem(
         network, data, negatives, optim, paste_prob=args.paste_prob,
@@ -71,6 +71,7 @@ def train(args: argparse.Namespace) -> dict:
              "SOLVER": {"STEPS": optim.steps, "BATCH_SIZE": optim.batch_size, "LR": optim.lr,
                         "SEED": optim.seed},
              "DATA": {"SYNTHETIC": args.synthetic if synthetic else 0,
+                      "SCENE_SIZE": list(scene) if synthetic else [],
                       "IMAGES": args.images or "", "PASTE_PROB": args.paste_prob,
                       "MAX_OBJECTS": args.max_objects, "MIN_OBJECT_SIZE": args.min_object_size,
                       "NEGATIVES": args.coco_annotations or args.negatives},
@@ -81,7 +82,7 @@ def train(args: argparse.Namespace) -> dict:
                "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:])}
     if val_count:
         evaluation = evaluate(network_predictor(network, args.device),
-                              validation_frames(val_count, window), progress=not args.no_progress)
+                              validation_frames(val_count, scene), progress=not args.no_progress)
         figures.update(evaluation.as_dict())
     common.write_metrics(args.metrics_json, figures)
     return figures

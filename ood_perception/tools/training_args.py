@@ -17,7 +17,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="dd", choices=("dd", "gd", "gg"),
                         help="heads (segmentor, UEM): dd linear/linear, gd GMM/linear, gg GMM/GMM")
     parser.add_argument("--window", type=image_size,
-                        help="training window HxW; default the model's (demo 224x448, DINOv2 "
+                        help="training window HxW; default the model's (demo 336x672, DINOv2 "
                         "518x1036); multiples of 14")
     parser.add_argument("--output", required=True, help="checkpoint to write (.ckpt)")
 
@@ -33,6 +33,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, labels_required: bool) -
                         help="image name ending to drop when matching labels, e.g. _leftImg8bit")
     parser.add_argument("--label-suffix", default="",
                         help="label name ending, e.g. _gtFine_labelTrainIds")
+    parser.add_argument("--scene-size", type=image_size,
+                        help="HxW the synthetic scenes are rendered at, then scaled to the "
+                        "window (default: the model's camera, demo 224x448; else the window)")
     parser.add_argument("--min-scale", type=float, default=1.0,
                         help="random rescale range; 1 scales the image height to the window")
     parser.add_argument("--max-scale", type=float, default=1.0, help="see --min-scale")
@@ -63,20 +66,23 @@ def optim_config(args: argparse.Namespace):
 
 
 def resolve_model(args: argparse.Namespace):
-    """(UEMConfig, window) of --model/--variant/--window, checked."""
+    """(UEMConfig, window, synthetic scene size) of --model/--variant/--window/--scene-size,
+    checked."""
     from ood_perception.training import model_config
 
-    cfg, window = model_config(args.model, args.variant)
+    cfg, window, camera = model_config(args.model, args.variant)
     window = tuple(args.window or window)
+    scene = tuple(args.scene_size or camera or window)
     patch = cfg.vit.patch_size
     if window[0] % patch or window[1] % patch or min(window) < patch:
         raise ConfigurationError(f"--window {window[0]}x{window[1]} must be a positive "
                                  f"multiple of the patch size {patch}")
-    return cfg, window
+    return cfg, window, scene
 
 
-def samples(args: argparse.Namespace, window: tuple[int, int], labels_required: bool):
-    """The training samples: an image folder or synthetic scenes; and whether synthetic."""
+def samples(args: argparse.Namespace, scene: tuple[int, int], labels_required: bool):
+    """The training samples: an image folder or synthetic scenes rendered at `scene` (HxW);
+    and whether synthetic."""
     from ood_perception.training_data import FolderSamples, synthetic_samples
 
     if not 0 < args.min_scale <= args.max_scale:
@@ -91,7 +97,7 @@ def samples(args: argparse.Namespace, window: tuple[int, int], labels_required: 
         raise ConfigurationError("--labels needs --images")
     if args.synthetic < 1:
         raise ConfigurationError(f"--synthetic must be at least 1, got {args.synthetic}")
-    return synthetic_samples(args.synthetic, args.seed, window,
+    return synthetic_samples(args.synthetic, args.seed, scene,
                              progress=not args.no_progress), True
 
 

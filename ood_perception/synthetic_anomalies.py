@@ -106,7 +106,8 @@ def _capsule(rng, h, w):
     y, x = _grid(h, w)
     if rng.random() < 0.5:
         x, y = y, x
-    return (np.abs(x) <= 0.5) & (np.abs(y) <= 1.0) | ((np.abs(x) - 0.5) ** 2 * 4 + y**2 <= 1.0)
+    body = (np.abs(x) <= 0.5) & (np.abs(y) <= 1.0)
+    return body | ((np.abs(x) - 0.5) ** 2 * 4 + y**2 <= 1.0)
 
 
 def _trapezoid(rng, h, w):

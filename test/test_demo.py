@@ -27,18 +27,18 @@ def ros_env(monkeypatch):
 def test_demo_runs_the_node_over_dds_and_detects_the_held_out_obstacles(ros_env, tmp_path,
                                                                        capsys) -> None:
     out = tmp_path / "demo_out"
-    assert main(["demo", "--output", str(out), "--frames", "12"]) == 0
+    assert main(["demo", "--output", str(out)]) == 0  # the 30-frame drive of make demo
     printed = capsys.readouterr().out
     assert "held-out anomalies over DDS: AP" in printed
     results = json.loads((out / "demo_results.json").read_text())
-    assert results["frames"] == 12 and results["incomplete_frames"] == 0
-    assert results["scored_frames"] == 12
+    assert results["frames"] == 30 and results["incomplete_frames"] == 0
+    assert results["scored_frames"] == 30
     assert results["ap"] >= 0.8, results
     assert results["weights"].startswith("embedded")
     assert (out / "uem_demo.onnx").is_file()
-    assert len(list((out / "overlays").glob("*.png"))) == 12
+    assert len(list((out / "overlays").glob("*.png"))) == 30
     gif = Image.open(out / "demo.gif")
-    assert gif.n_frames == 12 and gif.size == (448, 224)
+    assert gif.n_frames == 30 and gif.size == (448, 224)
     assert (out / "sequence" / "bag" / "metadata.yaml").is_file()
     assert "ready" in (out / "node.log").read_text()
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

@@ -24,7 +24,7 @@ DEMO_WINDOW = (336, 672)
 DEMO_CAMERA = (224, 448)
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "uem_demo.ckpt"
 # LLR range of the embedded weights on held-out synthetic scenes; its midpoint (1.5) is the
-# obstacle threshold: about 55% of anomaly pixels at 80% precision there (docs/demo_model.md).
+# obstacle threshold: about 2/3 of anomaly pixels at 80% precision there (docs/demo_model.md).
 DEMO_SCORE_RANGE = (-8.0, 11.0)
 
 

@@ -1,7 +1,8 @@
 """Score map -> obstacle mask and obstacles: threshold, class gating, blob filtering.
 
-Everything runs at the frame's own size, vectorised or in OpenCV, so a 1920x1080 frame
-costs a few milliseconds on a CPU core.
+Everything runs at the frame's own size, vectorised or in OpenCV. Components are labelled
+only inside the bounding box of the above-threshold pixels: most frames have no obstacle or a
+few near the road, so a 1920x1080 frame costs well under the full-frame labelling's ~4 ms.
 """
 
 from __future__ import annotations
@@ -109,24 +110,32 @@ def postprocess(
                 f"semantic shape {semantic.shape} differs from score shape {score.shape}")
         region = gating_region(semantic, config.gating_classes, config.gating_dilation)
         binary = binary & region.view(np.uint8)
-    count, labels, stats, centroids = _components(binary)
+    mask = np.zeros(binary.shape, np.uint8)
+    left, top, width, height = cv2.boundingRect(binary)
+    if width == 0:
+        return PostprocessResult(mask=mask)
+    rows, cols = slice(top, top + height), slice(left, left + width)
+    count, labels, stats, centroids = _components(binary[rows, cols])
     areas = stats[:, cv2.CC_STAT_AREA]
     kept = np.flatnonzero(areas >= max(config.min_obstacle_area, 1))
     kept = kept[kept != 0]
     if kept.size == count - 1:
-        mask = binary * np.uint8(255)
+        np.multiply(binary[rows, cols], np.uint8(255), out=mask[rows, cols])
     else:
         lut = np.zeros(count, dtype=np.uint8)
         lut[kept] = 255
-        mask = lut[labels]
+        mask[rows, cols] = lut[labels]
     order = kept[np.argsort(-areas[kept], kind="stable")][: config.max_obstacles]
+    score_box = score[rows, cols]
     obstacles = []
     for rank, label in enumerate(order, start=1):
         x, y, w, h, area = (int(v) for v in stats[label])
-        inside = score[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        inside = score_box[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        centre_x, centre_y = centroids[label]
         obstacles.append(Obstacle(
             id=rank, area=area, score_max=float(inside.max()), score_mean=float(inside.mean()),
-            bbox=(x, y, w, h), centroid=(float(centroids[label][0]), float(centroids[label][1])),
+            bbox=(x + left, y + top, w, h),
+            centroid=(float(centre_x) + left, float(centre_y) + top),
         ))
     return PostprocessResult(mask=mask, obstacles=obstacles)
 

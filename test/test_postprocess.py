@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -57,6 +58,43 @@ def test_eight_connectivity_joins_diagonals():
     score[2, 2] = score[3, 3] = score[4, 4] = 1.0
     result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=3))
     assert len(result.obstacles) == 1 and result.obstacles[0].area == 3
+
+
+def test_empty_frame_has_empty_mask_and_no_obstacles():
+    result = postprocess(np.zeros((30, 40), np.float32), None, PostprocessConfig(0.5))
+    assert result.mask.shape == (30, 40) and not result.mask.any() and result.obstacles == []
+
+
+def whole_frame_reference(score: np.ndarray, config: PostprocessConfig):
+    """Mask and (area, bbox, centroid, score max) per kept blob from labelling the whole
+    frame, for comparison."""
+    binary = (score > config.score_threshold).astype(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    kept = [label for label in range(1, count)
+            if stats[label, cv2.CC_STAT_AREA] >= max(config.min_obstacle_area, 1)]
+    mask = np.isin(labels, kept).astype(np.uint8) * 255
+    blobs = [(int(stats[label, cv2.CC_STAT_AREA]), tuple(int(v) for v in stats[label, :4]),
+              tuple(centroids[label]), float(score[labels == label].max())) for label in kept]
+    return mask, blobs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_labelling_inside_the_foreground_box_matches_the_whole_frame(seed: int):
+    rng = np.random.default_rng(seed)
+    score = np.zeros((90, 120), np.float32)
+    for _ in range(12):  # rectangles of random size, some on the frame's edges
+        top, left = rng.integers(0, 90), rng.integers(0, 120)
+        score[top:top + rng.integers(1, 15), left:left + rng.integers(1, 15)] = rng.random()
+    config = PostprocessConfig(0.3, min_obstacle_area=6)
+    result = postprocess(score, None, config)
+    mask, blobs = whole_frame_reference(score, config)
+    np.testing.assert_array_equal(result.mask, mask)
+    assert len(result.obstacles) == len(blobs) > 1
+    by_box = {o.bbox: o for o in result.obstacles}
+    for area, bbox, centroid, score_max in blobs:
+        assert by_box[bbox].area == area
+        assert by_box[bbox].centroid == pytest.approx(centroid)
+        assert by_box[bbox].score_max == pytest.approx(score_max)
 
 
 def test_max_obstacles_caps_list_not_mask():

@@ -7,6 +7,7 @@ again and scored through the registry builder, i.e. the weights exactly as they 
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -15,6 +16,8 @@ import pytest
 from ood_perception import training_data, training_eval
 from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.models.uem_demo import DEMO_CAMERA, DEMO_CHECKPOINT, DEMO_SCORE_RANGE
+from ood_perception.synthetic import SceneConfig
+from ood_perception.tools import make_scenes
 
 CARD = DEMO_CHECKPOINT.with_suffix(".json")
 
@@ -34,6 +37,15 @@ def evaluation(card):
 def test_the_embedded_checkpoint_is_committed_and_small() -> None:
     assert DEMO_CHECKPOINT.is_file() and CARD.is_file()
     assert DEMO_CHECKPOINT.stat().st_size < 20e6
+
+
+def test_the_demo_camera_is_the_synthetic_camera() -> None:
+    """Three places name the synthetic frame size; models/ must not import the scene code."""
+    parser = argparse.ArgumentParser()
+    make_scenes.add_arguments(parser)
+    assert DEMO_CAMERA == (SceneConfig().height, SceneConfig().width)
+    assert parser.parse_args(["--output", "x"]).size == DEMO_CAMERA
+    assert tuple(json.loads(CARD.read_text())["camera"]) == DEMO_CAMERA
 
 
 def test_held_out_anomalies_reach_the_card(card, evaluation) -> None:

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,10 @@ from ood_perception.backends import create_backend
 from ood_perception.backends.tensorrt import (
     EngineKey,
     cached_engine_status,
+    configure_precision,
     engine_path_for,
+    timing_cache_path_for,
+    write_atomically,
 )
 from ood_perception.errors import ConfigurationError
 
@@ -56,6 +60,50 @@ def test_unreadable_key_file_means_rebuild(tmp_path):
     _write_cached(onnx_path, KEY)
     engine_path_for(onnx_path, "fp16").with_suffix(".engine.json").write_text("{bad")
     assert not cached_engine_status(onnx_path, KEY)[0]
+
+
+def test_timing_cache_is_per_tensorrt_version_and_gpu_architecture(tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert timing_cache_path_for(onnx_path, KEY) == tmp_path / "m.trt10.3.0.sm90.timing_cache"
+    orin = replace(KEY, gpu_name="Orin", compute_capability="8.7")
+    assert timing_cache_path_for(onnx_path, orin) != timing_cache_path_for(onnx_path, KEY)
+
+
+def test_write_atomically_replaces_the_file_and_leaves_no_partial(tmp_path):
+    path = tmp_path / "m.fp16.engine"
+    path.write_bytes(b"old")
+    write_atomically(path, b"new engine")
+    assert path.read_bytes() == b"new engine"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.fp16.engine"]
+
+
+class RecordingConfig:
+    """The two BuilderConfig calls `configure_precision` makes, recorded."""
+
+    def __init__(self):
+        self.flags = {"TF32"}
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+
+def test_fp32_engines_turn_tf32_off():
+    """TensorRT enables TF32 by default; fp32 must mean FP32 for the parity tolerance."""
+    trt = SimpleNamespace(__version__="10.3.0", BuilderFlag=SimpleNamespace(
+        FP16="FP16", TF32="TF32", PREFER_PRECISION_CONSTRAINTS="PREFER"))
+    config = RecordingConfig()
+    configure_precision(trt, config, network=None, precision="fp32")
+    assert config.flags == set()
+
+
+def test_fp16_on_tensorrt_11_is_one_clear_configuration_error():
+    """TensorRT 11 removed BuilderFlag.FP16 and per-layer precisions (strong typing only)."""
+    trt = SimpleNamespace(__version__="11.0.0", BuilderFlag=SimpleNamespace(TF32="TF32"))
+    with pytest.raises(ConfigurationError, match="use --precision fp32, or TensorRT 10"):
+        configure_precision(trt, RecordingConfig(), network=None, precision="fp16")
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown where TensorRT is missing")

@@ -3,7 +3,8 @@
 The engine is cached beside the ONNX under a key of the ONNX sha256, TensorRT version, GPU
 name and compute capability, precision and batch size; any mismatch rebuilds it and says
 why. Bindings are torch CUDA tensors on a torch stream (no pycuda). Written against the
-TensorRT >= 10 Python API (name-based tensors, `execute_async_v3`).
+TensorRT 10 Python API (name-based tensors, `execute_async_v3`); TensorRT 11 dropped the
+FP16 builder flag and per-layer precisions, so there it builds FP32 engines only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +41,11 @@ def import_tensorrt():
     if int(tensorrt.__version__.split(".")[0]) < 10:
         raise ConfigurationError(f"TensorRT >= 10 is required, found {tensorrt.__version__}")
     return tensorrt
+
+
+def fp16_supported(trt) -> bool:
+    """Whether this TensorRT still builds mixed-precision engines from an FP32 graph."""
+    return hasattr(trt.BuilderFlag, "FP16")
 
 
 def file_sha256(path: Path) -> str:
@@ -73,6 +80,19 @@ class EngineKey:
 def engine_path_for(onnx_path: Path, precision: str) -> Path:
     """`model.onnx` -> `model.fp16.engine`, with its key in `model.fp16.engine.json`."""
     return onnx_path.with_suffix(f".{precision}.engine")
+
+
+def timing_cache_path_for(onnx_path: Path, key: EngineKey) -> Path:
+    """Timing caches hold kernel timings of one TensorRT version on one GPU architecture."""
+    tag = f"trt{key.tensorrt_version}.sm{key.compute_capability.replace('.', '')}"
+    return onnx_path.with_suffix(f".{tag}.timing_cache")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file and rename it, so a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def cached_engine_status(onnx_path: Path, key: EngineKey) -> tuple[bool, str]:
@@ -110,17 +130,61 @@ def current_engine_key(onnx_path: Path, precision: str, max_batch: int, device: 
 
 
 def _keep_sensitive_layers_fp32(trt, network) -> int:
-    """Pin normalisation, softmax and reductions to FP32 inside an FP16 engine."""
+    """Pin floating-point normalisation, softmax and reductions to FP32 inside an FP16 engine
+    (integer reductions are shape arithmetic, whose types TensorRT fixes itself)."""
     sensitive = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
+    floats = {trt.float32, trt.float16}
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.type in sensitive:
+        outputs = [i for i in range(layer.num_outputs) if layer.get_output(i).dtype in floats]
+        if layer.type in sensitive and outputs:
             layer.precision = trt.float32
-            for output in range(layer.num_outputs):
+            for output in outputs:
                 layer.set_output_type(output, trt.float32)
             pinned += 1
     return pinned
+
+
+def configure_precision(trt, config, network, precision: str) -> None:
+    """FP16 with the sensitive layers kept FP32, or strict FP32 (TF32, on by default, off)."""
+    if precision == "fp16":
+        if not fp16_supported(trt):
+            raise ConfigurationError(
+                f"TensorRT {trt.__version__} builds only the graph's own types (no FP16 "
+                "builder flag since TensorRT 11): use --precision fp32, or TensorRT 10.x")
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        LOGGER.info("kept %d layers in FP32", _keep_sensitive_layers_fp32(trt, network))
+    elif hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+
+
+def _attach_timing_cache(config, path: Path):
+    """Reuse the timing cache at `path` when TensorRT accepts it, else start an empty one."""
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        LOGGER.warning("timing cache %s does not fit this GPU or TensorRT; starting a new one",
+                       path)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _add_batch_profile(builder, config, image, max_batch: int, onnx_path: Path) -> None:
+    """Checks the input's shape against the contract and `max_batch`; a dynamic batch gets an
+    optimisation profile for 1..max_batch frames."""
+    batch, height, width, channels = image.shape
+    if min(height, width, channels) < 1:
+        raise ConfigurationError(f"{onnx_path} input shape {tuple(image.shape)} must have a "
+                                 "fixed height, width and channel count")
+    if batch != -1:
+        if batch != max_batch:
+            raise ConfigurationError(f"{onnx_path} takes a fixed batch of {batch}; use "
+                                     f"max_batch {batch} or export with a dynamic batch")
+        return
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, (1, height, width, channels),
+                      (max_batch, height, width, channels), (max_batch, height, width, channels))
+    config.add_optimization_profile(profile)
 
 
 def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int = 1,
@@ -139,7 +203,16 @@ def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int 
         LOGGER.info(reason)
         return engine_path
     LOGGER.warning("building TensorRT engine (%s); this takes minutes", reason)
+    import torch
 
+    with torch.cuda.device(device):
+        _build(trt, onnx_path, key, engine_path, max_batch)
+    return engine_path
+
+
+def _build(trt, onnx_path: Path, key: EngineKey, engine_path: Path, max_batch: int) -> None:
+    """Parse, configure and build on the current CUDA device; writes the engine, its key and
+    the timing cache."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -150,37 +223,25 @@ def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int 
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        LOGGER.info("kept %d layers in FP32", _keep_sensitive_layers_fp32(trt, network))
-
-    timing_cache_path = onnx_path.with_suffix(".timing_cache")
-    cache_bytes = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
-    timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
-
+    configure_precision(trt, config, network, key.precision)
+    timing_cache_path = timing_cache_path_for(onnx_path, key)
+    _attach_timing_cache(config, timing_cache_path)
     image = network.get_input(0)
     if image.name != INPUT_NAME:
         raise ConfigurationError(f"{onnx_path} input is {image.name!r}, not {INPUT_NAME!r}")
-    _, height, width, channels = image.shape
-    if image.shape[0] == -1:
-        profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, (1, height, width, channels),
-                          (max_batch, height, width, channels),
-                          (max_batch, height, width, channels))
-        config.add_optimization_profile(profile)
+    _add_batch_profile(builder, config, image, max_batch, onnx_path)
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ConfigurationError(f"TensorRT failed to build an engine from {onnx_path}")
-    engine_path.write_bytes(bytes(serialized))
-    engine_path.with_name(engine_path.name + ".json").write_text(
-        json.dumps(asdict(key), indent=2))
-    timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_atomically(engine_path, bytes(serialized))
+    write_atomically(engine_path.with_name(engine_path.name + ".json"),
+                     json.dumps(asdict(key), indent=2).encode())
+    timing_cache = config.get_timing_cache()
+    if timing_cache is not None:
+        write_atomically(timing_cache_path, bytes(timing_cache.serialize()))
     LOGGER.warning("built %s in %.0f s", engine_path, time.perf_counter() - started)
-    return engine_path
 
 
 def _torch_dtype(trt, dtype):
@@ -190,6 +251,9 @@ def _torch_dtype(trt, dtype):
         trt.uint8: torch.uint8, trt.float32: torch.float32, trt.float16: torch.float16,
         trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool,
     }
+    if dtype not in table:
+        raise ConfigurationError(f"engine tensor type {dtype} has no torch counterpart here; "
+                                 "the contract's outputs are float32 scores and integer classes")
     return table[dtype]
 
 
@@ -221,11 +285,12 @@ class TensorRTBackend:
         trt = import_tensorrt()
         self._torch = torch
         self._trt = trt
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
-        if self._engine is None:
-            raise ConfigurationError(f"TensorRT could not load {engine_path}; delete it")
-        self._context = self._engine.create_execution_context()
+        with torch.cuda.device(device_index):
+            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            if self._engine is None:
+                raise ConfigurationError(f"TensorRT could not load {engine_path}; delete it")
+            self._context = self._engine.create_execution_context()
         self._stream = torch.cuda.Stream(device=self.device)
         self._outputs = [
             self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)
@@ -268,22 +333,36 @@ class TensorRTBackend:
 
     def _run_chunk(self, image):
         torch = self._torch
-        image = image.contiguous()
         with torch.cuda.stream(self._stream):
-            self._context.set_input_shape(INPUT_NAME, tuple(image.shape))
-            self._context.set_tensor_address(INPUT_NAME, image.data_ptr())
+            image = image.contiguous()
+            if not self._context.set_input_shape(INPUT_NAME, tuple(image.shape)):
+                raise ConfigurationError(
+                    f"engine does not take input shape {tuple(image.shape)}")
+            self._bind(INPUT_NAME, image)
             outputs = {}
             for name in self._outputs:
                 shape = tuple(self._context.get_tensor_shape(name))
+                if min(shape) < 0:
+                    raise ConfigurationError(f"engine output {name!r} has shape {shape} that "
+                                             "depends on the data; contract outputs are static")
                 dtype = _torch_dtype(self._trt, self._engine.get_tensor_dtype(name))
                 outputs[name] = torch.empty(shape, dtype=dtype, device=self.device)
-                self._context.set_tensor_address(name, outputs[name].data_ptr())
+                self._bind(name, outputs[name])
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
             score = outputs[SCORE_NAME].float()
             semantic = outputs.get(SEMANTIC_NAME)
             semantic = None if semantic is None else semantic.to(torch.uint8)
+        # Made on the engine's stream, used on the caller's: the allocator must know.
+        caller = torch.cuda.current_stream(self._stream.device)
+        for tensor in (score, semantic):
+            if tensor is not None:
+                tensor.record_stream(caller)
         return score, semantic
+
+    def _bind(self, name: str, tensor) -> None:
+        if not self._context.set_tensor_address(name, tensor.data_ptr()):
+            raise ConfigurationError(f"TensorRT rejected the address of tensor {name!r}")
 
     def close(self) -> None:
         self._context = None

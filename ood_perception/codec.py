@@ -106,7 +106,11 @@ def decode_compressed(format: str, data: bytes | memoryview | np.ndarray) -> np.
         data.reshape(-1).view(np.uint8))
     if buffer.size == 0:
         raise ImageDecodeError("empty", "compressed image has no data")
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
+        raise ImageDecodeError("corrupt_compressed", f"cannot decode {buffer.size} bytes of "
+                               f"{format!r} data: {str(error).strip().splitlines()[-1]}") from None
     if bgr is None:
         raise ImageDecodeError(
             "corrupt_compressed", f"cannot decode {buffer.size} bytes of {format!r} data")

@@ -90,14 +90,22 @@ def resize_score(score: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*score.shape[:-2], *size)
 
 
+def _nearest_sources(source: int, target: int, device: torch.device) -> torch.Tensor:
+    """OpenCV's INTER_NEAREST source indices, floor(dst * (1 / (target / source))) in double
+    precision as resize.cpp computes them, so both frame paths publish the same classes."""
+    scale = 1.0 / (target / source)
+    index = torch.floor(torch.arange(target, dtype=torch.float64, device=device) * scale)
+    return index.long().clamp_(max=source - 1)
+
+
 def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 [H, W] or [N, H, W] class ids -> `size`, nearest (OpenCV's INTER_NEAREST rule,
-    source index floor(dst * in / out)), so no class is invented."""
+    """uint8 [H, W] or [N, H, W] class ids -> `size`, nearest exactly as OpenCV's
+    INTER_NEAREST on the host path, so no class is invented."""
     if tuple(classes.shape[-2:]) == tuple(size):
         return classes
     height, width = classes.shape[-2:]
-    rows = (torch.arange(size[0], device=classes.device) * height // size[0])
-    cols = (torch.arange(size[1], device=classes.device) * width // size[1])
+    rows = _nearest_sources(height, size[0], classes.device)
+    cols = _nearest_sources(width, size[1], classes.device)
     return classes[..., rows[:, None], cols[None, :]]
 
 

@@ -15,7 +15,11 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.exceptions import (
+    NameValidationException,
+    ParameterException,
+    ParameterUninitializedException,
+)
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -72,7 +76,9 @@ class OodPerceptionNode(Node):
             return
         self._pipeline = Pipeline(backend, self._config.postprocess)
         self._stats = RunningStats(window_s=max(5.0, 2 * self._config.diagnostics_period))
-        self._errors_seen = {"decode": 0, "inference": 0}
+        # Frames lost to bad input or age ("dropped") and failed batches ("inference"); frames
+        # superseded by a newer one while the worker was busy are normal and not counted here.
+        self._errors_seen = {"dropped": 0, "inference": 0}
         self._errors_reported = dict(self._errors_seen)
         self._last_error = ""
         self._slots = FrameSlots(len(self._config.image_topics),
@@ -148,45 +154,55 @@ class OodPerceptionNode(Node):
         cameras = len(self._config.image_topics)
         while not self._stop.is_set():
             batch_wait = self._config.batch_wait if cameras > 1 else 0.0
-            pending = self._slots.take(timeout=0.1, batch_wait=batch_wait)
-            if not pending:
-                continue
             try:
+                pending = self._slots.take(timeout=0.1, batch_wait=batch_wait)
+            except Exception as error:  # the worker must outlive any fault: it is the output
+                self._record_failure(error, 0)
+                continue
+            if pending:  # the config of the moment the frames were taken
                 self._process(pending, self._config)
-            except Exception as error:  # keep serving; the next frame may succeed
-                self._record_failure(error, len(pending))
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _process(self, pending: list[PendingFrame], config: NodeConfig) -> None:
+        """Decode, run and publish one batch; every frame is either published or counted as
+        a drop exactly once, and nothing escapes to stop the worker."""
         frames, kept, decode_ms = [], [], []
         now = self._now_s()
         for item in pending:
+            topic = config.input_topic(item.camera)
             if config.max_frame_age > 0 and now - stamp_seconds(item.message.header) > (
                     config.max_frame_age):
                 self._drop("too_old", f"frame older than max_frame_age {config.max_frame_age} s "
-                           f"on {config.input_topic(item.camera)}")
+                           f"on {topic}")
                 continue
             start = time.perf_counter()
             try:
                 frames.append(message_to_rgb(item.message))
             except ImageDecodeError as error:
-                self._errors_seen["decode"] += 1
-                self._drop(error.reason, f"dropped a frame on {config.input_topic(item.camera)}: "
-                           f"{error}")
+                self._drop(error.reason, f"dropped a frame on {topic}: {error}")
+                continue
+            except Exception as error:  # a decoder bug must not sink the other cameras
+                self._drop("decode_error", f"dropped a frame on {topic}: "
+                           f"{type(error).__name__}: {error}")
                 continue
             decode_ms.append((time.perf_counter() - start) * 1000.0)
             kept.append(item)
-        if not frames:
-            return
-        results = self._pipeline.process(frames)
-        for item, frame, result, decode in zip(kept, frames, results, decode_ms, strict=True):
-            start = time.perf_counter()
-            self._publish(item, frame, result, config)
-            timings = {"decode": decode, **result.timings,
-                       "publish": (time.perf_counter() - start) * 1000.0}
-            self._stats.record_frame(stamp_seconds(item.message.header), self._now_s(), timings)
+        published = 0
+        try:
+            results = self._pipeline.process(frames)
+            for item, frame, result, decode in zip(kept, frames, results, decode_ms,
+                                                   strict=True):
+                start = time.perf_counter()
+                self._publish(item, frame, result, config)
+                published += 1
+                timings = {"decode": decode, **result.timings,
+                           "publish": (time.perf_counter() - start) * 1000.0}
+                self._stats.record_frame(stamp_seconds(item.message.header), self._now_s(),
+                                         timings)
+        except Exception as error:  # keep serving; the next frame may succeed
+            self._record_failure(error, len(kept) - published)
 
     def _record_failure(self, error: Exception, frames: int) -> None:
         self._errors_seen["inference"] += 1
@@ -196,6 +212,7 @@ class OodPerceptionNode(Node):
                                 f"{self._last_error}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _drop(self, reason: str, message: str) -> None:
+        self._errors_seen["dropped"] += 1
         self._stats.record_drop(reason)
         self.get_logger().warning(f"{message} (dropped so far: {self._drop_count()})",
                                   throttle_duration_sec=WARN_THROTTLE_S)
@@ -225,10 +242,15 @@ class OodPerceptionNode(Node):
         self._errors_reported = errors
         if errors["inference"] > previous["inference"]:
             level, summary = ERROR, f"inference failing: {self._last_error}"
-        elif snapshot["rate_hz"] == 0.0 and snapshot["frames_total"] == 0:
+        elif errors["dropped"] > previous["dropped"]:
+            level, summary = WARN, (f"{snapshot['rate_hz']:.1f} Hz, "
+                                    f"{errors['dropped'] - previous['dropped']} frame(s) dropped "
+                                    "(malformed or too old, see drops/*)")
+        elif snapshot["frames_total"] == 0:
             level, summary = WARN, "waiting for images"
-        elif errors["decode"] > previous["decode"]:
-            level, summary = WARN, f"{snapshot['rate_hz']:.1f} Hz, malformed frames dropped"
+        elif snapshot["rate_hz"] == 0.0:
+            window = self._stats.window_s
+            level, summary = WARN, f"stalled: under 2 frames in the last {window:g} s"
         else:
             level, summary = OK, (f"{snapshot['rate_hz']:.1f} Hz, latency p50 "
                                   f"{snapshot['latency_p50_ms']:.0f} ms")
@@ -260,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         node = OodPerceptionNode()
         if not node.build_only:
             rclpy.spin(node)
-    except (OodPerceptionError, ParameterException) as error:
+    except (OodPerceptionError, ParameterException, NameValidationException) as error:
         print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):

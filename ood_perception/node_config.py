@@ -18,10 +18,19 @@ from ood_perception.errors import ConfigurationError
 from ood_perception.postprocess import PostprocessConfig
 
 NODE_NAME = "ood_perception_node"
+# Params files written here key their parameters to any node, so they still apply when the
+# node runs in a namespace or under another name.
+PARAMS_FILE_KEY = "/**"
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "reliable")
 OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
 PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "tensorrt": ("fp16", "fp32")}
+# Upper bounds that keep waits and timers inside what threads and rclpy timers accept.
+MAX_BATCH_WAIT_S = 1.0
+DIAGNOSTICS_PERIOD_S = (0.01, 3600.0)
+# ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")
 
 
 @dataclass(frozen=True)
@@ -151,18 +160,22 @@ class NodeConfig:
         if len(names) != len(topics):
             raise ConfigurationError(f"parameter camera_names needs one name per image topic "
                                      f"({len(topics)}), got {len(names)}")
-        if len(set(names)) != len(names) or any(not re.fullmatch(r"[A-Za-z_]\w*", n)
-                                                 for n in names):
-            raise ConfigurationError(f"camera names must be unique ROS name tokens, got "
-                                     f"{list(names)}; set parameter camera_names")
-        for name in ("max_frame_age", "batch_wait"):
-            if not (math.isfinite(checked[name]) and checked[name] >= 0):
-                raise ConfigurationError(f"parameter {name} must be >= 0 seconds, "
-                                         f"got {checked[name]}")
-        period = checked["diagnostics_period"]
-        if not (math.isfinite(period) and period > 0):
-            raise ConfigurationError(f"parameter diagnostics_period must be > 0 seconds, got "
-                                     f"{period}")
+        # One camera publishes on ~/<output>: its name is never used in a topic.
+        if len(topics) > 1 and (len(set(names)) != len(names) or any(
+                not re.fullmatch(_TOKEN, name) for name in names)):
+            raise ConfigurationError(f"camera names must be unique ROS name tokens (ASCII "
+                                     f"letters, digits, _), got {list(names)}; set parameter "
+                                     "camera_names")
+        if not (math.isfinite(checked["max_frame_age"]) and checked["max_frame_age"] >= 0):
+            raise ConfigurationError(f"parameter max_frame_age must be >= 0 seconds, "
+                                     f"got {checked['max_frame_age']}")
+        if not 0 <= checked["batch_wait"] <= MAX_BATCH_WAIT_S:
+            raise ConfigurationError(f"parameter batch_wait must be within 0..{MAX_BATCH_WAIT_S:g}"
+                                     f" seconds, got {checked['batch_wait']}")
+        low, high = DIAGNOSTICS_PERIOD_S
+        if not low <= checked["diagnostics_period"] <= high:
+            raise ConfigurationError(f"parameter diagnostics_period must be within {low:g}.."
+                                     f"{high:g} seconds, got {checked['diagnostics_period']}")
         return cls(
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
@@ -236,19 +249,29 @@ def resolved_threshold(threshold: float, info: ModelInfo | None) -> float:
 
 
 def _postprocess(checked: dict[str, Any], info: ModelInfo | None) -> PostprocessConfig:
+    threshold = resolved_threshold(checked["score_threshold"], info)
+    gating = tuple(checked["gating_classes"])
+    if gating and info is not None:
+        _check_gating(gating, info)
     try:
         return PostprocessConfig(
-            score_threshold=resolved_threshold(checked["score_threshold"], info),
-            min_obstacle_area=checked["min_obstacle_area"],
-            gating_classes=tuple(checked["gating_classes"]),
-            gating_dilation=checked["gating_dilation"])
-    except ConfigurationError as error:
+            score_threshold=threshold, min_obstacle_area=checked["min_obstacle_area"],
+            gating_classes=gating, gating_dilation=checked["gating_dilation"])
+    except ConfigurationError as error:  # its messages start with the field's name
         raise ConfigurationError(f"parameter {error}") from None
 
 
+def _check_gating(classes: tuple[int, ...], info: ModelInfo) -> None:
+    """Gating on classes the model cannot output would silently suppress every obstacle."""
+    unknown = [c for c in classes if info.class_names and not 0 <= c < len(info.class_names)]
+    if unknown:
+        raise ConfigurationError(
+            f"parameter gating_classes has class ids {unknown} that model "
+            f"{info.model_name!r} does not have (0..{len(info.class_names) - 1})")
+
+
 def _valid_topic(topic: str) -> bool:
-    return isinstance(topic, str) and re.fullmatch(r"~?/?[A-Za-z_][\w/]*", topic) is not None and (
-        not topic.endswith("/") and "//" not in topic)
+    return isinstance(topic, str) and _TOPIC.fullmatch(topic) is not None
 
 
 def _checked(name: str, value: Any) -> Any:

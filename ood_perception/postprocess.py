@@ -90,13 +90,12 @@ def gating_region(semantic: np.ndarray, classes: tuple[int, ...], dilation: int)
 
 
 def _components(binary: np.ndarray):
-    """8-connected components; 16-bit labels (3x faster at 1080p) unless they could overflow."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        binary, connectivity=8, ltype=cv2.CV_16U)
-    if count >= np.iinfo(np.uint16).max:
-        count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-            binary, connectivity=8, ltype=cv2.CV_32S)
-    return count, labels, stats, centroids
+    """8-connected components; 16-bit labels (3x faster at 1080p), 32-bit where a speckled
+    map has more components than 16 bits count (OpenCV raises on the overflow)."""
+    try:
+        return cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:
+        return cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
 
 
 def postprocess(

@@ -85,6 +85,7 @@ def test_target_tpr_round_trip(tmp_path):
     )
     text = out.read_text()
     assert text.startswith("# calibrated by")
+    assert list(yaml.safe_load(text)) == ["/**"]  # applies under any namespace and node name
     params = read_params(out)
     assert params["image_topics"] == ["/cam/image_raw"] and params["min_obstacle_area"] == 3
     assert "model_path" not in params

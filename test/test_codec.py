@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import struct
 import time
 
 import cv2
@@ -123,6 +124,17 @@ def test_decode_compressed_rejects(data: bytes, reason: str):
     with pytest.raises(ImageDecodeError) as caught:
         decode_compressed("jpeg", data)
     assert caught.value.reason == reason
+
+
+def test_jpeg_header_claiming_a_huge_image_is_a_decode_error():
+    """OpenCV raises (rather than returning None) past its pixel limit: still one bad frame."""
+    ok, encoded = cv2.imencode(".jpg", random_rgb(16, 24))
+    data = bytearray(encoded.tobytes())
+    frame_header = data.find(b"\xff\xc0")  # SOF0: marker, length, precision, height, width
+    data[frame_header + 5:frame_header + 9] = struct.pack(">HH", 65000, 65000)
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_compressed("jpeg", bytes(data))
+    assert caught.value.reason == "corrupt_compressed"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ood_perception.node_config import PARAMETERS, NodeConfig
+from ood_perception.node_config import PARAMETERS, PARAMS_FILE_KEY, NodeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "ood_perception.launch.py"
@@ -37,7 +37,7 @@ def test_launch_description_builds():
 
 def test_default_params_file_is_valid_for_the_node(tmp_path: Path):
     params = yaml.safe_load((ROOT / "config" / "ood_perception.yaml").read_text())
-    values = params["ood_perception_node"]["ros__parameters"]
+    values = params[PARAMS_FILE_KEY]["ros__parameters"]  # any namespace, any node name
     assert set(values) <= set(PARAMETERS)
     config = NodeConfig.from_values(values)
     assert config.image_topics == ("/camera/image_raw",)

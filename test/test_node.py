@@ -34,8 +34,9 @@ from ros_harness import (  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.messages import image_message  # noqa: E402
+from ood_perception.messages import WARN, image_message  # noqa: E402
 from ood_perception.node import OodPerceptionNode  # noqa: E402
+from ood_perception.node_config import PARAMS_FILE_KEY  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"
@@ -211,6 +212,8 @@ def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, t
     diagnostics = listener.wait_for(
         "/diagnostics", lambda m: all(f"drops/{r}" in drops(m) for r in bad), timeout=5.0)
     assert all(int(drops(diagnostics)[f"drops/{r}"]) >= 1 for r in bad)
+    # The first report after the drops says so, even though a good frame came through.
+    assert diagnostics.status[0].level == WARN and "dropped" in diagnostics.status[0].message
     keys = {v.key for v in diagnostics.status[0].values}
     assert {"rate_hz", "latency_p50_ms", "latency_p99_ms", "inference_mean_ms", "backend",
             "model"} <= keys
@@ -282,6 +285,8 @@ def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
     (["-p", "MODEL", "-p", "score_threshold:=high"], "score_threshold"),
     (["-p", "MODEL", "-p", "min_obstacle_area:=-1"], "min_obstacle_area"),
     (["-p", "MODEL", "-p", "score_treshold:=0.3"], "unknown parameter"),
+    (["-p", "MODEL", "-p", "image_topics:=[/cam/1/image_raw]"], "image_topics"),
+    (["-p", "MODEL", "-p", "gating_classes:=[200]"], "gating_classes"),
     (["-p", "MODEL", "-p", "backend:=tensorrt", "-p", "device:=cuda"], "TensorRT"),
     (["-p", "MODEL", "-p", "backend:=torch"], "deploy file not found"),
 ])
@@ -295,17 +300,19 @@ def test_bad_configuration_stops_start_up_with_one_line(ros_env, tiny_model_path
     assert len(lines) == 1 and message in lines[0], stderr
 
 
-def test_node_process_from_params_file_answers_1080p_at_10hz_and_exits_on_sigint(
+def test_node_process_in_a_namespace_from_params_file_answers_1080p_at_10hz_and_exits_on_sigint(
         ros, ros_env, tiny_model_path, tmp_path: Path):
     context, camera, _ = ros
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"ood_perception_node": {"ros__parameters": {
+    params.write_text(yaml.safe_dump({PARAMS_FILE_KEY: {"ros__parameters": {
         "model_path": str(tiny_model_path), "image_topics": ["/front/image_raw"],
         "min_obstacle_area": 50}}}))
-    process = start_node_process(["--ros-args", "--params-file", str(params)], ros_env)
+    process = start_node_process(
+        ["--ros-args", "--params-file", str(params), "-r", "__ns:=/front"], ros_env)
+    node = f"/front{NODE}"
     try:
-        listener = Listener(camera, {f"{NODE}/anomaly_score": Image,
-                                     f"{NODE}/obstacle_mask": Image})
+        listener = Listener(camera, {f"{node}/anomaly_score": Image,
+                                     f"{node}/obstacle_mask": Image})
         publisher = _publisher(camera)
         frame = image(1080, 1920, (400, 800, 200, 300))
         sent = []
@@ -320,12 +327,12 @@ def test_node_process_from_params_file_answers_1080p_at_10hz_and_exits_on_sigint
                 sent.append(header)
             time.sleep(0.1)
         last = sent[-1]
-        score = listener.wait_for(f"{NODE}/anomaly_score", lambda m: _same_header(m, last), 10)
-        mask = listener.wait_for(f"{NODE}/obstacle_mask", lambda m: _same_header(m, last), 10)
+        score = listener.wait_for(f"{node}/anomaly_score", lambda m: _same_header(m, last), 10)
+        mask = listener.wait_for(f"{node}/obstacle_mask", lambda m: _same_header(m, last), 10)
         assert (score.height, score.width, score.encoding) == (1080, 1920, "32FC1")
         assert (mask.height, mask.width, mask.encoding) == (1080, 1920, "mono8")
         assert _pixels(mask)[500, 950] == 255 and _pixels(mask)[50, 50] == 0
-        answered = {m.header.frame_id for m in listener.messages[f"{NODE}/anomaly_score"]}
+        answered = {m.header.frame_id for m in listener.messages[f"{node}/anomaly_score"]}
         assert len(answered) >= 0.8 * len(sent), sorted(answered)
         assert any(int(name.split("_")[1]) > 20 for name in answered)
     finally:

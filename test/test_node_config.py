@@ -10,7 +10,8 @@ from ood_perception.contract import ModelInfo
 from ood_perception.errors import ConfigurationError
 from ood_perception.node_config import PARAMETERS, NodeConfig, resolved_threshold
 
-INFO = ModelInfo(input_height=64, input_width=96, model_name="m", score_range=(-2.0, 4.0))
+INFO = ModelInfo(input_height=64, input_width=96, model_name="m", score_range=(-2.0, 4.0),
+                 class_names=("road", "sidewalk", "car"))
 
 
 def config(**values) -> NodeConfig:
@@ -28,9 +29,15 @@ def test_defaults_and_threshold_from_the_model_score_range():
 
 def test_threshold_needs_a_score_range_or_a_value():
     no_range = ModelInfo(input_height=8, input_width=8, model_name="raw")
-    with pytest.raises(ConfigurationError, match="score_threshold"):
-        resolved_threshold(math.nan, no_range)
+    with pytest.raises(ConfigurationError, match="^model 'raw' has no score_range .* set "
+                       "parameter score_threshold$"):
+        NodeConfig.from_values({"model_path": "m.onnx"}, no_range)
     assert resolved_threshold(0.25, no_range) == 0.25
+
+
+def test_a_single_camera_may_sit_in_the_private_namespace():
+    """Its name is never used in a topic, so `~` (the derived name) is no error."""
+    assert config(image_topics=["~/image_raw"]).input_topic(0) == "~/image_raw"
 
 
 @pytest.mark.parametrize("values,message", [
@@ -46,10 +53,19 @@ def test_threshold_needs_a_score_range_or_a_value():
     ({"image_topics": []}, "image_topics"),
     ({"image_topics": ["/a/image_raw", "/a/image_raw"]}, "twice"),
     ({"image_topics": ["bad topic"]}, "image_topics"),
+    ({"image_topics": ["/cam/1/image_raw"]}, "image_topics"),  # tokens cannot start with 0-9
+    ({"image_topics": ["/kaméra/image_raw"]}, "image_topics"),
+    ({"image_topics": ["/a/image_raw/"]}, "image_topics"),
+    ({"image_topics": ["/a/image_raw", "/b/image_raw"], "camera_names": ["kaméra", "b"]},
+     "ASCII"),
+    ({"gating_classes": [3]}, "class ids \\[3\\] that model 'm' does not have \\(0..2\\)"),
+    ({"batch_wait": 1e10}, "batch_wait must be within 0..1"),
     ({"image_topics": ["/a/image_raw", "/b/image_raw"], "camera_names": ["a"]}, "one name"),
     ({"image_topics": ["/a/left/image_raw", "/b/left/image_raw"]}, "camera_names"),
     ({"max_frame_age": -0.1}, "max_frame_age"),
     ({"diagnostics_period": 0.0}, "diagnostics_period"),
+    ({"diagnostics_period": 1e-10}, "diagnostics_period must be within 0.01..3600"),
+    ({"diagnostics_period": 1e10}, "diagnostics_period"),
     ({"publish_overlay": "yes"}, "publish_overlay must be bool"),
     ({"score_treshold": 0.5}, "unknown parameter"),
 ])

@@ -97,6 +97,14 @@ def test_labelling_inside_the_foreground_box_matches_the_whole_frame(seed: int):
         assert by_box[bbox].score_max == pytest.approx(score_max)
 
 
+def test_more_components_than_16_bit_labels_count():
+    score = np.zeros((600, 600), np.float32)
+    score[::2, ::2] = 1.0  # 90,000 isolated pixels
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=1,
+                                                        max_obstacles=3))
+    assert int((result.mask > 0).sum()) == 90_000 and len(result.obstacles) == 3
+
+
 def test_max_obstacles_caps_list_not_mask():
     score = np.zeros((20, 60), np.float32)
     for index in range(5):

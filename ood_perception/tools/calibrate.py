@@ -20,9 +20,8 @@ import yaml
 
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import OperatingPoint, PixelMetrics
+from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY
 from ood_perception.tools.evaluate import add_source_arguments, open_source
-
-NODE = "ood_perception_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +56,7 @@ def read_params(path: Path | None) -> dict:
     if not isinstance(document, dict):
         raise ConfigurationError(f"{path} is not a ROS params YAML (a mapping at the top)")
     for node, section in document.items():
-        if node.strip("/").split("/")[-1] in (NODE, "**") and isinstance(section, dict):
+        if node.strip("/").split("/")[-1] in (NODE_NAME, "**") and isinstance(section, dict):
             return dict(section.get("ros__parameters") or {})
     return {}
 
@@ -105,7 +104,7 @@ def write_params(
     params["score_threshold"] = float(np.float32(point.threshold))
     if model is not None:
         params["model_path"] = str(model.resolve())
-    document = {NODE: {"ros__parameters": params}}
+    document = {PARAMS_FILE_KEY: {"ros__parameters": params}}
     header = "".join(f"# {line}\n" for line in comment)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))

@@ -64,7 +64,9 @@ def export_model(output: Path) -> tuple[Path, str]:
 def write_params(output: Path, model: Path) -> Path:
     import yaml
 
-    params = {"ood_perception_node": {"ros__parameters": {
+    from ood_perception.node_config import PARAMS_FILE_KEY
+
+    params = {PARAMS_FILE_KEY: {"ros__parameters": {
         "model_path": str(model.resolve()), "image_topics": [TOPIC], "input_qos": "reliable",
         "publish_overlay": True}}}
     path = output / "demo_params.yaml"

@@ -75,6 +75,8 @@ class Settings:
                                      "warm-up sets the threshold)")
         if self.cameras < 1:
             raise ConfigurationError(f"cameras must be >= 1, got {self.cameras}")
+        if not self.cases:
+            raise ConfigurationError(f"no case to run; choose from {', '.join(CASE_NAMES)}")
         unknown = [name for name in self.cases if name not in CASE_NAMES]
         if unknown:
             raise ConfigurationError(f"unknown case(s) {', '.join(unknown)}; choose from "

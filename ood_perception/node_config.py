@@ -235,15 +235,17 @@ class NodeConfig:
         return f"~/{self.camera_names[index]}/{output}"
 
 
-def resolved_threshold(threshold: float, info: ModelInfo | None) -> float:
-    """NaN -> the midpoint of the model's score_range; an explicit value passes through."""
+def resolved_threshold(threshold: float, info: ModelInfo | None,
+                       how_to_set: str = "set parameter score_threshold") -> float:
+    """NaN -> the midpoint of the model's score_range; an explicit value passes through.
+    Every tool resolves it here, so the node, `run` and `replay` threshold alike."""
     if not math.isnan(threshold):
         return threshold
     if info is None:
         return 0.5
     if info.score_range is None:
-        raise ConfigurationError(f"model {info.model_name!r} has no score_range metadata; set "
-                                 "parameter score_threshold")
+        raise ConfigurationError(f"model {info.model_name!r} has no score_range metadata; "
+                                 f"{how_to_set}")
     low, high = info.score_range
     return (low + high) / 2.0
 

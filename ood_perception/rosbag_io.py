@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ood_perception.errors import ConfigurationError
+from ood_perception.errors import ConfigurationError, ImageDecodeError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -35,7 +35,14 @@ def bag_storage(path: str | Path) -> str:
     metadata = Path(path) / "metadata.yaml"
     if not metadata.is_file():
         raise ConfigurationError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
-    info = yaml.safe_load(metadata.read_text()).get("rosbag2_bagfile_information", {})
+    try:
+        document = yaml.safe_load(metadata.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{metadata} is not valid YAML: "
+                                 f"{str(error).splitlines()[0]}") from None
+    info = document.get("rosbag2_bagfile_information") if isinstance(document, dict) else None
+    if not isinstance(info, dict):
+        raise ConfigurationError(f"{metadata} has no rosbag2_bagfile_information mapping")
     return str(info.get("storage_identifier", "sqlite3"))
 
 
@@ -92,24 +99,34 @@ def copy_connection(writer, connection, store):
 
 
 def image_connections(reader, topics: list[str] | None) -> list:
-    """Image and CompressedImage connections: all, or those on `topics` (or their /compressed)."""
+    """Image and CompressedImage connections: all, or those on `topics` (a topic's
+    /compressed twin stands in only where the topic itself was not recorded). A camera
+    recorded both ways counts once, as its raw images."""
     found = [c for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED)]
+    recorded = {c.topic for c in found}
     if topics:
-        wanted = set(topics) | {f"{t.rstrip('/')}/compressed" for t in topics}
-        found = [c for c in found if c.topic in wanted]
-        seen = {c.topic for c in found} | {c.topic.removesuffix("/compressed") for c in found}
-        absent = [t for t in topics if t not in seen]
+        wanted = {t if t in recorded else f"{t.rstrip('/')}/compressed" for t in topics}
+        absent = [t for t in topics if t not in recorded and f"{t.rstrip('/')}/compressed"
+                  not in recorded]
         if absent:
             available = sorted(c.topic for c in reader.connections)
             raise ConfigurationError(f"topics {absent} not in the bag; it has {available}")
-    return found
+        return [c for c in found if c.topic in wanted]
+    return [c for c in found if not (c.msgtype == COMPRESSED and c.topic.endswith("/compressed")
+                                     and c.topic.removesuffix("/compressed") in recorded)]
 
 
 def decode(store, connection, raw: bytes) -> tuple[object, np.ndarray]:
     """(the message, RGB uint8 HxWx3) of one image message; ImageDecodeError on bad data."""
+    from rosbags.serde import SerdeError
+
     from ood_perception import codec
 
-    msg = store.deserialize_cdr(raw, connection.msgtype)
+    try:
+        msg = store.deserialize_cdr(raw, connection.msgtype)
+    except SerdeError as error:
+        raise ImageDecodeError("corrupt_message", f"cannot deserialize a {connection.msgtype} "
+                               f"on {connection.topic}: {error}") from None
     if connection.msgtype == COMPRESSED:
         return msg, codec.decode_compressed(msg.format, bytes(msg.data))
     rgb = codec.decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data))

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ood_perception.contract import CITYSCAPES_CLASSES
 from ood_perception.datasets import IMAGE_SUFFIXES, read_label, read_rgb
 from ood_perception.errors import ConfigurationError
 from ood_perception.negatives import NegativeSet, paste_objects
@@ -69,6 +70,12 @@ class FolderSamples:
         semantic = read_label(label)
         if semantic.shape != rgb.shape[:2]:
             raise ConfigurationError(f"label {label} and image {image} sizes differ")
+        unknown = np.setdiff1d(np.unique(semantic), [*range(len(CITYSCAPES_CLASSES)), IGNORE])
+        if unknown.size:
+            raise ConfigurationError(
+                f"label {label} has values {unknown[:5].tolist()} outside the train ids 0.."
+                f"{len(CITYSCAPES_CLASSES) - 1} and {IGNORE} (Cityscapes labelIds instead of "
+                "labelTrainIds?)")
         return rgb, semantic
 
 

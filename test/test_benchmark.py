@@ -123,6 +123,7 @@ def test_official_vit_b_window_is_the_design_figure() -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--cases", "uem-tiled,bogus"], "unknown case(s) bogus"),
+    (["--cases", ""], "no case to run"),
     (["--warmup", "0"], "warm-up"),
     (["--profile", "nope"], "--profile 'nope'"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--cameras", "0"],

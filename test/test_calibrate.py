@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from ood_perception.cli import main
+from ood_perception.errors import ConfigurationError
 from ood_perception.postprocess import postprocess
 from ood_perception.tools.calibrate import postprocess_from_params, read_params
 
@@ -185,3 +186,30 @@ def test_model_path_written(tmp_path, tiny_model_path):
     params = read_params(out)
     assert params["model_path"] == str(tiny_model_path.resolve())
     assert isinstance(params["score_threshold"], float)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: [1,\n", "not valid YAML"),
+    ("1: {ros__parameters: {}}\n", "node names at the top"),
+    ("/**: {ros__parameters: [1, 2]}\n", "ros__parameters mapping"),
+    ("front_detector: {ros__parameters: {score_threshold: 0.3}}\n", "no section for"),
+])
+def test_unusable_params_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        read_params(path)
+
+
+def test_params_file_sections_for_any_namespace(tmp_path):
+    path = tmp_path / "p.yaml"
+    for key in ("/**", "ood_perception_node", "/front/ood_perception_node"):
+        path.write_text(yaml.safe_dump({key: {"ros__parameters": {"min_obstacle_area": 7}}}))
+        assert read_params(path) == {"min_obstacle_area": 7}
+
+
+def test_params_out_folder_is_refused_before_the_run(tmp_path, capsys):
+    _data(tmp_path)
+    code = main(["calibrate", "--scores", str(tmp_path / "scores"), "--labels",
+                 str(tmp_path / "labels"), "--params-out", str(tmp_path)])
+    assert code == 2 and "is a folder" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ood_perception.cli import main
 from ood_perception.tools.replay import output_namespaces
 
 STAMP0 = 1_700_000_000_123_000_000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _scene(shape=(48, 64)):
@@ -198,3 +200,61 @@ def test_corrupt_frames_are_dropped_and_counted(tmp_path, tiny_model_path, capsy
     )
     out = capsys.readouterr().out
     assert "0 frames" in out and "dropped 1 frames: corrupt_compressed" in out
+
+
+def test_threshold_defaults_to_the_score_range_midpoint_as_in_the_node(
+        tmp_path, tiny_model_path, capsys):
+    """The shipped params file leaves score_threshold NaN: the model's midpoint (0.5 here)."""
+    bag_in = tmp_path / "in"
+    rosbag_io.write_images(bag_in, _frames(count=1))
+    params = ROOT / "config" / "ood_perception.yaml"
+    args = ["replay", str(bag_in), "--model", str(tiny_model_path), "--no-overlay"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--params", str(params)]) == 0
+    assert "threshold 0.5" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "b"), "--score-threshold", "0.25"]) == 0
+    assert "threshold 0.25" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "in"]  # no partial bags
+
+
+def _merged(out, *bags):
+    """One bag holding every connection and message of `bags`, in time order per bag."""
+    store = rosbag_io.typestore()
+    with rosbag_io.open_writer(out) as writer:
+        for bag in bags:
+            with rosbag_io.open_reader(bag) as reader:
+                targets = {c.id: rosbag_io.copy_connection(writer, c, store)
+                           for c in reader.connections}
+                for connection, timestamp, raw in reader.messages():
+                    writer.write(targets[connection.id], timestamp, raw)
+    return out
+
+
+def test_a_camera_recorded_raw_and_compressed_is_scored_once(tmp_path, tiny_model_path):
+    raw = _frames(count=2)
+    compressed = [("/cam/image_raw/compressed", stamp, rgb) for _, stamp, rgb in raw]
+    rosbag_io.write_images(tmp_path / "raw", raw)
+    rosbag_io.write_images(tmp_path / "compressed", compressed, compressed_format="png")
+    merged = _merged(tmp_path / "merged", tmp_path / "raw", tmp_path / "compressed")
+    for topics in ([], ["--topics", "/cam/image_raw"]):
+        out = tmp_path / f"out{len(topics)}"
+        assert main(["replay", str(merged), "--out", str(out), "--model", str(tiny_model_path),
+                     "--no-copy", "--no-overlay", *topics]) == 0
+        scores = [i for i in rosbag_io.read_images(out) if i.topic == "/cam/anomaly_score"]
+        assert len(scores) == 2
+
+
+def test_a_truncated_message_is_one_dropped_frame(tmp_path, tiny_model_path, capsys):
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    store = rosbag_io.typestore()
+    frames = _frames(count=3)
+    rosbag_io.write_images(tmp_path / "good", frames)
+    with rosbag_io.open_reader(tmp_path / "good") as reader, \
+            rosbag_io.open_writer(bag_in) as writer:
+        (connection,) = reader.connections
+        target = rosbag_io.copy_connection(writer, connection, store)
+        for index, (_, timestamp, raw) in enumerate(reader.messages()):
+            writer.write(target, timestamp, bytes(raw)[:40] if index == 1 else raw)
+    assert main(["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path),
+                 "--no-overlay"]) == 0
+    out = capsys.readouterr().out
+    assert "2 frames" in out and "dropped 1 frames: corrupt_message" in out

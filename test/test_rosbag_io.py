@@ -53,6 +53,10 @@ def test_compressed_images_decode(tmp_path, fmt):
 def test_errors(tmp_path):
     with pytest.raises(ConfigurationError, match="not a rosbag2"):
         rosbag_io.bag_storage(tmp_path)
+    for text, message in (("a: [\n", "not valid YAML"), ("- 1\n", "rosbag2_bagfile_information")):
+        (tmp_path / "metadata.yaml").write_text(text)
+        with pytest.raises(ConfigurationError, match=message):
+            rosbag_io.bag_storage(tmp_path)
     bag = tmp_path / "bag"
     rosbag_io.write_images(bag, _frames(1))
     with (

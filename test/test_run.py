@@ -75,3 +75,20 @@ def test_bad_inputs(tiny_model_path: Path, tmp_path: Path, capsys, bad: str):
     code = main(["run", "--model", str(tiny_model_path), str(tmp_path / bad),
                  "--output", str(tmp_path / "o")])
     assert code == 2 and bad in capsys.readouterr().err
+
+
+def test_output_that_would_overwrite_inputs_is_refused(tiny_model_path: Path, tmp_path: Path,
+                                                       capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    write_scene(folder / "x.png")
+    write_scene(folder / "x_mask.png")  # would be replaced by x.png's mask before it is read
+    before = (folder / "x_mask.png").read_bytes()
+    code = main(["run", "--model", str(tiny_model_path), str(folder), "--output", str(folder)])
+    assert code == 2 and "holds input files" in capsys.readouterr().err
+    assert (folder / "x_mask.png").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["x.png", "x_mask.png"]
+    (tmp_path / "file").write_text("")
+    code = main(["run", "--model", str(tiny_model_path), str(folder / "x.png"),
+                 "--output", str(tmp_path / "file")])
+    assert code == 2 and "is a file" in capsys.readouterr().err

@@ -130,9 +130,22 @@ def test_make_scenes_bag_has_stamped_frames_matching_the_labels(tmp_path) -> Non
     assert (gaps == 200_000_000).all()
 
 
-def test_make_scenes_rejects_bad_counts(tmp_path, capsys) -> None:
-    assert main(["make-scenes", "--output", str(tmp_path), "--count", "0"]) == 2
-    assert "--count" in capsys.readouterr().err
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--count", "0"], "--count"),
+    (["--bag", "--fps", "nan"], "--fps"),
+    (["--bag", "--speed", "-1"], "--speed"),
+])
+def test_make_scenes_rejects_bad_values(tmp_path, capsys, arguments, message) -> None:
+    assert main(["make-scenes", "--output", str(tmp_path / "out"), *arguments]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_make_scenes_never_mixes_with_an_earlier_run(tmp_path, capsys) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "file").write_text("")
+    for output in (tmp_path, tmp_path / "file"):
+        assert main(["make-scenes", "--output", str(output), "--count", "1"]) == 2
+        assert "not an empty folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("size", [(16, 64), (64, 16)])

@@ -214,6 +214,20 @@ def test_cli_errors_say_what_to_fix(tmp_path, capsys) -> None:
     assert "multiple of the patch size" in capsys.readouterr().err
 
 
+def test_labels_outside_the_train_ids_are_named(tmp_path, capsys) -> None:
+    """Cityscapes labelIds (up to 33) instead of labelTrainIds would crash the loss."""
+    data = tmp_path / "data"
+    _folder_dataset(data)
+    label = sorted((data / "semantic").iterdir())[0]
+    cv2.imwrite(str(label), np.full_like(cv2.imread(str(label), cv2.IMREAD_UNCHANGED), 30))
+    assert main(["train-segmentor", "--output", str(tmp_path / "s.ckpt"), "--images",
+                 str(data / "images"), "--labels", str(data / "semantic"), "--window",
+                 f"{WINDOW[0]}x{WINDOW[1]}", "--steps", "2", "--batch-size", "3",
+                 "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert label.name in error and "[30]" in error and "labelTrainIds" in error
+
+
 @pytest.mark.slow
 def test_train_uem_on_a_real_size_dinov2_b_segmentor(tmp_path) -> None:
     """ViT-B/14 with registers, official layout, a folder of images: two steps on CPU."""

@@ -190,6 +190,8 @@ def _add_batch_profile(builder, config, image, max_batch: int, onnx_path: Path) 
 def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int = 1,
                  device: int = 0, force: bool = False) -> Path:
     """Build (or reuse) the engine for `onnx_path`; returns the engine path."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigurationError(f"max batch must be an integer >= 1, got {max_batch!r}")
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
     if precision not in PRECISIONS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ood_perception.errors import ConfigurationError
+from ood_perception.errors import OodPerceptionError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         path = build_engine(args.onnx, args.precision, args.max_batch, args.device, args.force)
-    except ConfigurationError as error:
+    except OodPerceptionError as error:
         print(f"ood-perception build-engine: error: {error}", file=sys.stderr)
         return 2
     print(path)

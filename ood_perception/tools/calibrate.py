@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ood_perception.contract import ModelInfo
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import OperatingPoint, PixelMetrics
-from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY
+from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY, resolved_threshold
+from ood_perception.report import write_json
 from ood_perception.tools.evaluate import add_source_arguments, open_source
 
 
@@ -47,22 +49,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_params(path: Path | None) -> dict:
-    """`ros__parameters` of the node in a params YAML (empty without a file)."""
+    """`ros__parameters` of the node (`/**` or `[/ns/]ood_perception_node`) in a params YAML
+    (empty without a file); a file without that section is an error, not silently empty."""
     if path is None:
         return {}
     if not path.is_file():
         raise ConfigurationError(f"params file {path} does not exist")
-    document = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(document, dict):
-        raise ConfigurationError(f"{path} is not a ROS params YAML (a mapping at the top)")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"params file {path} is not valid YAML: "
+                                 f"{str(error).splitlines()[0]}") from None
+    if not isinstance(document, dict) or not all(isinstance(k, str) for k in document):
+        raise ConfigurationError(f"{path} is not a ROS params YAML (node names at the top)")
     for node, section in document.items():
-        if node.strip("/").split("/")[-1] in (NODE_NAME, "**") and isinstance(section, dict):
-            return dict(section.get("ros__parameters") or {})
-    return {}
+        if node.strip("/").split("/")[-1] not in (NODE_NAME, "**"):
+            continue
+        params = section.get("ros__parameters") if isinstance(section, dict) else None
+        if not isinstance(params, dict):
+            raise ConfigurationError(f"{path}: {node} needs a ros__parameters mapping")
+        return dict(params)
+    raise ConfigurationError(f"{path} has no section for {NODE_NAME} (or /**); it has "
+                             f"{', '.join(map(str, document)) or 'none'}")
 
 
-def postprocess_from_params(path: Path | None, threshold: float | None = None):
-    """The node's PostprocessConfig from a params YAML (+ an explicit threshold override)."""
+def postprocess_from_params(path: Path | None, threshold: float | None = None,
+                            info: ModelInfo | None = None):
+    """The node's PostprocessConfig from a params YAML and an explicit threshold override;
+    an unset or NaN threshold is the model's score_range midpoint, as in the node."""
     from ood_perception.postprocess import PostprocessConfig
 
     params = read_params(path)
@@ -70,8 +84,10 @@ def postprocess_from_params(path: Path | None, threshold: float | None = None):
     values = {k: v for k, v in params.items() if k in names}
     if isinstance(values.get("gating_classes"), list):
         values["gating_classes"] = tuple(values["gating_classes"])
-    if threshold is not None:
-        values["score_threshold"] = float(threshold)
+    raw = values.get("score_threshold", math.nan) if threshold is None else threshold
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        values["score_threshold"] = resolved_threshold(
+            float(raw), info, "pass --score-threshold or set score_threshold in --params")
     try:
         return PostprocessConfig(**values)
     except (TypeError, ValueError) as error:
@@ -93,6 +109,9 @@ def calibrate(metrics: PixelMetrics, target_tpr: float | None, target_fpr: float
         point = metrics.point_at_tpr(0.95 if target_tpr is None else target_tpr)
     if point is None:
         raise ConfigurationError(f"no threshold keeps the FPR at or below {target_fpr}")
+    if not math.isfinite(point.threshold):
+        raise ConfigurationError(f"the operating point's threshold is {point.threshold}; the "
+                                 "node needs a finite one (do the score maps hold inf?)")
     return point
 
 
@@ -114,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     try:
+        if args.params_out.is_dir():
+            raise ConfigurationError(f"--params-out {args.params_out} is a folder; name a "
+                                     ".yaml file")
         source = open_source(args)
         base = read_params(args.params_in)
         metrics = PixelMetrics()
@@ -154,9 +176,14 @@ def run(args: argparse.Namespace) -> int:
             f"FPR95 {record['fpr95']:.4f}"
         ),
     ]
-    write_params(args.params_out, base, point, args.model, comment)
     sidecar = args.params_out.with_suffix(".calibration.json")
-    sidecar.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    try:
+        write_params(args.params_out, base, point, args.model, comment)
+        write_json(record, sidecar)
+    except OSError as error:
+        print(f"ood-perception calibrate: cannot write {args.params_out}: {error}",
+              file=sys.stderr)
+        return 2
     print("\n".join(comment))
     print(f"wrote {args.params_out} and {sidecar}")
     return 0

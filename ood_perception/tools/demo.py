@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -259,6 +260,8 @@ def run_demo(args: argparse.Namespace) -> dict:
 
     if args.frames < 1:
         raise ConfigurationError(f"--frames must be at least 1, got {args.frames}")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise ConfigurationError(f"--fps must be a positive number, got {args.fps}")
     try:
         import rclpy  # noqa: F401
     except ImportError as error:

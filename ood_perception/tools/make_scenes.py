@@ -9,6 +9,7 @@ moving forward) and also go to `bag/` as sensor_msgs/Image with header stamps;
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -47,9 +48,14 @@ def make_scenes(args: argparse.Namespace) -> dict:
     if not 0 <= args.min_anomalies <= args.max_anomalies:
         raise ConfigurationError("need 0 <= --min-anomalies <= --max-anomalies, got "
                                  f"{args.min_anomalies} and {args.max_anomalies}")
-    if args.fps <= 0:
-        raise ConfigurationError(f"--fps must be positive, got {args.fps}")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise ConfigurationError(f"--fps must be a positive number, got {args.fps}")
+    if not (math.isfinite(args.speed) and args.speed >= 0):
+        raise ConfigurationError(f"--speed must be a number >= 0, got {args.speed}")
     output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigurationError(f"--output {output} exists and is not an empty folder; frames "
+                                 "of an earlier run would mix with these")
     config = synthetic.SceneConfig(height=args.size[0], width=args.size[1])
     split = None if args.anomalies == "none" else args.anomalies
     counts = (args.min_anomalies, args.max_anomalies)

@@ -13,6 +13,8 @@ untouched, into a running `ood_perception_node`.
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 import sys
 import time
 from collections import Counter
@@ -74,11 +76,12 @@ def output_namespaces(topics: list[str]) -> dict[str, str]:
     return {t: parents[t] if parents[t] and counts[parents[t]] == 1 else bases[t] for t in topics}
 
 
-def postprocess_config(args: argparse.Namespace):
-    """The node's postprocess settings from `--params` (if any) and `--score-threshold`."""
+def postprocess_config(args: argparse.Namespace, info):
+    """The node's postprocess settings from `--params` (if any) and `--score-threshold`,
+    the threshold defaulting to the model's score_range midpoint as in the node."""
     from ood_perception.tools.calibrate import postprocess_from_params
 
-    return postprocess_from_params(args.params, args.score_threshold)
+    return postprocess_from_params(args.params, args.score_threshold, info)
 
 
 def replay_bag(args: argparse.Namespace) -> dict:
@@ -94,8 +97,10 @@ def replay_bag(args: argparse.Namespace) -> dict:
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
     storage = rosbag_io.bag_storage(args.bag) if args.storage == "auto" else args.storage
-    pipeline = Pipeline(create_backend(args.backend, str(args.model)), postprocess_config(args))
-    summary = {"output": str(args.out), "storage": storage}
+    backend = create_backend(args.backend, str(args.model))
+    pipeline = Pipeline(backend, postprocess_config(args, backend.info))
+    summary = {"output": str(args.out), "storage": storage,
+               "score_threshold": pipeline.config.score_threshold}
     with rosbag_io.open_reader(args.bag) as reader:
         cameras = rosbag_io.image_connections(reader, args.topics)
         if not cameras:
@@ -106,13 +111,23 @@ def replay_bag(args: argparse.Namespace) -> dict:
             for topic, ns in output_namespaces([c.topic for c in cameras]).items()
             for name in names
         }
+        if len(set(targets.values())) != len(targets):
+            raise ConfigurationError(
+                f"cameras {sorted(c.topic for c in cameras)} would write the same output "
+                "topics; choose them with --topics")
         clash = set(targets.values()) & {c.topic for c in reader.connections}
         if clash and not args.no_copy:
             raise ConfigurationError(
                 f"the bag already has {sorted(clash)}; pass --no-copy to replace them"
             )
-        with rosbag_io.open_writer(args.out, storage) as writer:
-            summary.update(_replay(args, reader, writer, pipeline, cameras, targets))
+        partial = args.out.with_name(f".{args.out.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:  # a bag that is there is complete: written aside, renamed when done
+            with rosbag_io.open_writer(partial, storage) as writer:
+                summary.update(_replay(args, reader, writer, pipeline, cameras, targets))
+            partial.rename(args.out)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return summary
 
 
@@ -188,7 +203,7 @@ def publish_live(args: argparse.Namespace) -> dict:
 
     from ood_perception import rosbag_io
 
-    if args.rate <= 0:
+    if not (math.isfinite(args.rate) and args.rate > 0):
         raise ConfigurationError(f"--rate must be positive, got {args.rate}")
     sent: Counter = Counter()
     rclpy.init()
@@ -235,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"wrote {summary['output']} ({summary['storage']}): {summary['frames']} frames scored "
-        f"in {summary['seconds_in_pipeline']:.2f} s"
+        f"in {summary['seconds_in_pipeline']:.2f} s, threshold {summary['score_threshold']:g}"
     )
     for topic, count in sorted(summary["written"].items()):
         print(f"  {topic}: {count} messages")

@@ -7,6 +7,7 @@ Writes `<stem>_score.npy` (float32 at the frame's size), `<stem>_mask.png`,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from ood_perception.backends import BACKENDS, create_backend
 from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.node_config import resolved_threshold
 from ood_perception.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.postprocess import PostprocessConfig
 
@@ -72,6 +74,15 @@ def _sources(inputs: list[str]) -> list[tuple[str, Path]]:
         else:
             raise ConfigurationError(f"{path}: not an image or video file (by its suffix)")
     return sources
+
+
+def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
+    """Written maps must never replace an input, nor become inputs of a later run."""
+    if output.exists() and not output.is_dir():
+        raise ConfigurationError(f"--output {output} is a file, not a folder")
+    if any(path.parent.resolve() == output.resolve() for _, path in sources):
+        raise ConfigurationError(f"--output {output} holds input files; write the maps to "
+                                 "another folder")
 
 
 def _count_frames(sources: list[tuple[str, Path]]) -> int | None:
@@ -137,17 +148,15 @@ def run_files(args: argparse.Namespace) -> dict:
     if args.batch < 1:
         raise ConfigurationError(f"--batch must be >= 1, got {args.batch}")
     sources = _sources(args.inputs)
+    output = Path(args.output)
+    _check_output(output, sources)
     backend = create_backend(args.backend, args.model, device=args.device)
     try:
-        threshold = args.threshold
-        if threshold is None:
-            if backend.info.score_range is None:
-                raise ConfigurationError(
-                    f"{args.model} has no score_range metadata; pass --threshold")
-            threshold = sum(backend.info.score_range) / 2.0
+        threshold = resolved_threshold(
+            math.nan if args.threshold is None else float(args.threshold), backend.info,
+            "pass --threshold")
         pipeline = Pipeline(backend, PostprocessConfig(
-            score_threshold=float(threshold), min_obstacle_area=args.min_area))
-        output = Path(args.output)
+            score_threshold=threshold, min_obstacle_area=args.min_area))
         output.mkdir(parents=True, exist_ok=True)
         totals = dict.fromkeys(STAGES, 0.0)
         frames = obstacles = 0

@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "torch>=2.5",
     "rosbags>=0.10",
     "matplotlib>=3.8",
+    "pillow>=10.0",
 ]
 
 EXTRAS_REQUIRE = {

@@ -275,7 +275,7 @@ def run_case(case: Case, deploy: DeployModel, settings: Settings,
                 samples.append(stages)
                 cores.append(core_ms)
                 obstacles.append(np.mean([len(r.obstacles) for r in results]))
-        graphs = backend.cuda_graphs
+        graphs = backend.graphs_captured
     finally:
         backend.close()
     stages_ms = {stage: float(np.median([s[stage] for s in samples])) for stage in STAGES}

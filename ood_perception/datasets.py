@@ -10,7 +10,8 @@ Format and layout under the root:
   `laf_images/<cs-name>_leftImg8bit.png`
 - `smiyc_ra21`: `images/<fid>.jpg`, `labels_masks/<fid>_labels_semantic.png` (labelled frames)
 - `smiyc_ro21`: `images/<fid>.webp`, `labels_masks/<fid>_labels_semantic.png` (labelled frames)
-- `folder`: `images/<stem>.*`, `labels/<stem><suffix>.png`, values set by `LabelSpec`
+- `folder`: `images/<stem>.*`, `labels/<stem><suffix>.png` (one channel: grey values or
+  palette indices), values set by `LabelSpec`
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import cv2
@@ -38,6 +40,16 @@ class LabelSpec:
     anomaly: tuple[int, ...] = (1,)
     ignore: tuple[int, ...] = (255,)
     strict: bool = True  # False: unlisted values become ignore
+
+    def __post_init__(self) -> None:
+        roles = {"inlier": self.inlier, "anomaly": self.anomaly, "ignore": self.ignore}
+        for first, second in combinations(roles, 2):
+            shared = sorted(set(roles[first]) & set(roles[second]))
+            if shared:
+                raise ConfigurationError(
+                    f"label values {shared} are listed as both {first} and {second} "
+                    f"(--{first}-values, --{second}-values); give each value one role"
+                )
 
     def table(self) -> np.ndarray:
         """uint8[256] lookup from raw value to 0 / 1 / 255 (unlisted values -> 254 if strict)."""
@@ -84,6 +96,31 @@ def read_label(path: Path) -> np.ndarray:
     return raw
 
 
+def read_index_label(path: Path) -> np.ndarray:
+    """A one-channel label PNG as HxW uint8: grey values, or the indices of a palette PNG.
+
+    Colour labels are refused: reading one channel of them would mistake colours for values.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            _check_label_mode(path, image.mode)
+            return np.array(image.convert("L") if image.mode == "1" else image)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read label {path}: {error}") from error
+
+
+def _check_label_mode(path: Path, mode: str) -> None:
+    if mode.startswith(("I", "F")):
+        raise ConfigurationError(f"label {path} has {mode} pixels; expected 8-bit values")
+    if mode not in ("L", "P", "1"):
+        raise ConfigurationError(
+            f"label {path} is a {mode} image; expected one channel of label values "
+            "(a greyscale or palette PNG)"
+        )
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A list of (name, image path, label path) plus how to read labels."""
@@ -97,10 +134,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    def label(self, path: Path) -> np.ndarray:
+        """One label converted to 0 / 1 / 255; `folder` labels are read as one channel."""
+        raw = read_index_label(path) if self.format == "folder" else read_label(path)
+        return self.spec.convert(raw, str(path))
+
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for name, image_path, label_path in self.items:
             image = read_rgb(image_path)
-            label = self.spec.convert(read_label(label_path), str(label_path))
+            label = self.label(label_path)
             if label.shape != image.shape[:2]:
                 raise ConfigurationError(
                     f"{name}: label {label.shape} and image {image.shape[:2]} sizes differ"
@@ -116,11 +158,21 @@ def _road_anomaly(root: Path) -> list[tuple[str, Path, Path]]:
     frames = root / "frames"
     listing = root / "frame_list.json"
     if listing.is_file():
-        names = sorted(json.loads(listing.read_text()))
-        paths = [frames / n for n in names]
+        paths = [frames / n for n in _frame_list(listing)]
     else:
         paths = _images(frames)
     return [(p.stem, p, frames / f"{p.stem}.labels" / "labels_semantic.png") for p in paths]
+
+
+def _frame_list(listing: Path) -> list[str]:
+    """The sorted frame file names of `frame_list.json`, which must be a JSON list of strings."""
+    try:
+        names = json.loads(listing.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read {listing}: {error}") from error
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError(f"{listing} must be a JSON list of frame file names")
+    return sorted(names)
 
 
 def _fs_laf(root: Path) -> list[tuple[str, Path, Path]]:
@@ -196,8 +248,20 @@ def open_dataset(
         )
     if not items:
         raise ConfigurationError(f"no labelled frames found in {root} ({fmt} layout)")
+    _check_unique_names(items)
     track = "obstacle" if fmt == "smiyc_ro21" else "anomaly"
     return Dataset(fmt, root, tuple(items), spec_used, track)
+
+
+def _check_unique_names(items: list[tuple[str, Path, Path]]) -> None:
+    """Frames are keyed by name (score caches, reports): two images of one name are refused."""
+    seen: dict[str, Path] = {}
+    for name, image, _ in items:
+        if name in seen:
+            raise ConfigurationError(
+                f"{seen[name]} and {image} are both frame {name!r}; keep one of them"
+            )
+        seen[name] = image
 
 
 def score_label_pairs(
@@ -229,16 +293,28 @@ def load_score_label(
     score_path: Path, label_path: Path, spec: LabelSpec
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (score float32 HxW, label uint8 HxW) pair, validated."""
-    score = np.load(score_path, allow_pickle=False)
+    score = _read_score(score_path)
     if score.ndim == 3 and score.shape[0] == 1:
         score = score[0]
     if score.ndim != 2 or not np.issubdtype(score.dtype, np.floating):
         raise ConfigurationError(
             f"{score_path}: expected a 2-D float score map, got {score.dtype} {score.shape}"
         )
-    label = spec.convert(read_label(label_path), str(label_path))
+    label = spec.convert(read_index_label(label_path), str(label_path))
     if label.shape != score.shape:
         raise ConfigurationError(
             f"{score_path.name}: score {score.shape} and label {label.shape} sizes differ"
         )
     return score.astype(np.float32, copy=False), label
+
+
+def _read_score(path: Path) -> np.ndarray:
+    """A `.npy` array; unreadable files and `.npz` archives are the user's to fix."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ConfigurationError(f"cannot read score map {path}: {error}") from error
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise ConfigurationError(f"score map {path} is an .npz archive; expected one .npy array")
+    return loaded

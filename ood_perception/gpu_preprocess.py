@@ -128,7 +128,9 @@ def make_batch(groups: Sequence[tuple[list[int], torch.Tensor]],
     device = groups[0][1].device
     batch = torch.empty((count, *size, 3), dtype=torch.uint8, device=device)
     for indices, images in groups:
-        batch[torch.tensor(indices, device=device)] = resize_images(images, size)
+        resized = resize_images(images, size)
+        for position, index in enumerate(indices):  # plain copies: no index tensor to upload
+            batch[index].copy_(resized[position])
     return batch
 
 

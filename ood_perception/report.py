@@ -105,22 +105,25 @@ def plot_curves(curve: Curve, ap: float, auroc: float, out_dir: Path) -> list[Pa
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.4f}"
+        return f"{value:.4f}" if math.isfinite(value) else "n/a"
     return str(value)
 
 
+def _json_safe(value):
+    """NaN and +-inf as None: JSON has no such numbers, and they mean "undefined" here."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(results: dict, path: Path) -> None:
-    """Results as JSON; NaN becomes null so any JSON reader accepts the file."""
-
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        return value
-
+    """Results as strict JSON (undefined numbers as null) that any JSON reader accepts."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(results), indent=2) + "\n")
+    path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
 
 
 def write_markdown(results: dict, curve: Curve, worst: WorstFrames, out_dir: Path) -> Path:

@@ -16,7 +16,9 @@ from ood_perception.errors import ConfigurationError
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("torch_backend") / "s.onnx"
-    code = main(["export", "--model", "uem-dinov2-s", "--variant", "gg", "--random-init",
+    # DD heads: well conditioned, so fp32 on CUDA must match the CPU to 1e-3 (test_parity
+    # explains why the GMM heads get a looser fp32 bound).
+    code = main(["export", "--model", "uem-dinov2-s", "--variant", "dd", "--random-init",
                  "--input-size", "42x56", "--single-window", "--window", "28x42",
                  "--output", str(out), "--save-torch", "--no-check"])
     assert code == 0
@@ -128,7 +130,7 @@ def test_cuda_graphs_per_batch_size(gg_model) -> None:
     kept = first.clone()
     graphed.run_torch(one)
     again = graphed.run_torch(two)[0]
-    assert len(graphed._graphs.captured_shapes) == 2
+    assert len(graphed._graphs.captured_shapes) == 2 and graphed.graphs_captured
     torch.testing.assert_close(first, kept)  # not overwritten by later replays
     torch.testing.assert_close(again, first)
     torch.testing.assert_close(first, eager.run_torch(two)[0], atol=1e-3, rtol=1e-3)

@@ -212,4 +212,4 @@ def test_params_out_folder_is_refused_before_the_run(tmp_path, capsys):
     _data(tmp_path)
     code = main(["calibrate", "--scores", str(tmp_path / "scores"), "--labels",
                  str(tmp_path / "labels"), "--params-out", str(tmp_path)])
-    assert code == 2 and "is a folder" in capsys.readouterr().err
+    assert code == 2 and "exists and is not a file" in capsys.readouterr().err

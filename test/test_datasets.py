@@ -120,3 +120,69 @@ def test_score_label_pairs(tmp_path):
     np.save(tmp_path / "bad.npy", np.ones((5, 8), np.float32))
     with pytest.raises(ConfigurationError, match="differ"):
         load_score_label(tmp_path / "bad.npy", tmp_path / "l" / "f1.png", LabelSpec())
+
+
+def test_duplicate_frame_names_are_refused(tmp_path):
+    rgb, raw = _frame(10)
+    _write_image(tmp_path / "images" / "a.png", rgb)
+    _write_image(tmp_path / "images" / "a.jpg", rgb)
+    _write_label(tmp_path / "labels" / "a.png", np.minimum(raw, 1))
+    with pytest.raises(ConfigurationError, match=r"a\.jpg and .*a\.png are both frame 'a'"):
+        open_dataset(tmp_path)
+
+
+def _palette_label(path, raw, colours):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(raw, "P")
+    image.putpalette([c for colour in colours for c in colour])
+    image.save(path)
+
+
+def test_folder_and_score_labels_read_palette_indices_and_refuse_colour(tmp_path):
+    rgb, raw = _frame(10)
+    raw = np.where(raw == 2, 1, raw).astype(np.uint8)
+    colours = [(0, 0, 0), (255, 0, 0)] + [(255, 255, 255)] * 254  # anomaly drawn in red
+    _write_image(tmp_path / "images" / "x.png", rgb)
+    _palette_label(tmp_path / "labels" / "x.png", raw, colours)
+    ((_, _, label),) = list(open_dataset(tmp_path, "folder"))
+    assert label[1, 1] == 1 and label[0, 0] == 0 and label[5, 0] == 255
+    np.save(tmp_path / "x.npy", np.zeros((6, 8), np.float32))
+    _, label = load_score_label(tmp_path / "x.npy", tmp_path / "labels" / "x.png", LabelSpec())
+    assert (label == 1).sum() == 4
+    _write_label(tmp_path / "labels" / "x.png", raw, colour=True)
+    with pytest.raises(ConfigurationError, match=r"x\.png is a RGB image; expected one channel"):
+        list(open_dataset(tmp_path, "folder"))
+    with pytest.raises(ConfigurationError, match="expected one channel"):
+        load_score_label(tmp_path / "x.npy", tmp_path / "labels" / "x.png", LabelSpec())
+
+
+def test_unreadable_score_maps_name_the_file(tmp_path):
+    _write_label(tmp_path / "l.png", np.zeros((6, 8), np.uint8))
+    np.save(tmp_path / "cut.npy", np.ones((6, 8), np.float32))
+    data = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-10])
+    np.save(tmp_path / "objects.npy", np.array([None, 1.0], object), allow_pickle=True)
+    np.savez(tmp_path / "archive.npz", score=np.ones((6, 8), np.float32))
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "ints.npy", np.ones((6, 8), np.int32))
+    for name in ("cut", "objects", "archive", "empty", "ints"):
+        with pytest.raises(ConfigurationError, match=f"{name}.npy"):
+            load_score_label(tmp_path / f"{name}.npy", tmp_path / "l.png", LabelSpec())
+
+
+def test_label_values_in_two_roles_are_refused():
+    with pytest.raises(ConfigurationError, match=r"\[1\] are listed as both anomaly and ignore"):
+        LabelSpec(anomaly=(1,), ignore=(1, 255))
+    with pytest.raises(ConfigurationError, match=r"\[0\] are listed as both inlier and anomaly"):
+        LabelSpec(inlier=(0, 7), anomaly=(0,))
+
+
+@pytest.mark.parametrize("listing", ["[\"a.jpg\"", "[1, 2]", "{\"a.jpg\": 1}", "null"])
+def test_malformed_frame_list_names_the_file(tmp_path, listing):
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frame_list.json").write_text(listing)
+    with pytest.raises(ConfigurationError, match="frame_list.json"):
+        open_dataset(tmp_path)

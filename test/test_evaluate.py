@@ -1,6 +1,7 @@
 """`ood-perception evaluate` on tiny generated data: JSON equals a direct sklearn computation."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -168,3 +169,97 @@ def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_pat
     assert (tmp_path / "rep" / "roc_curve.png").is_file()
     thumbs = sorted((tmp_path / "rep" / "worst").glob("*.png"))
     assert len(thumbs) == 3 and cv2.imread(str(thumbs[0])).shape[1] == 3 * 320
+
+
+def test_second_pass_reads_each_frames_own_map(tmp_path, tiny_model_path, monkeypatch):
+    """Pass two keys its cache by frame index: two frames with one name never swap maps."""
+    from ood_perception import datasets
+    from ood_perception.tools import evaluate
+
+    data = tmp_path / "data"
+    _scene_dataset(data, count=2)
+    items = tuple(
+        ("s", data / "images" / f"s{i}.png", data / "labels" / f"s{i}.png")
+        for i in (0, 1)
+    )
+    same_name = datasets.Dataset("folder", data, items, datasets.LabelSpec(), "anomaly")
+    monkeypatch.setattr(evaluate, "open_dataset", lambda *args: same_name)
+    model = ["evaluate", "--model", str(tiny_model_path), "--dataset", str(data)]
+    model += ["--track", "obstacle", "--json"]  # obstacle sizes keep the 16x16 squares
+    assert main([*model, str(tmp_path / "two.json")]) == 0
+    two_pass = json.loads((tmp_path / "two.json").read_text())["components"]
+    assert two_pass["pred_components"] == 2 and two_pass["f1_mean"] > 0
+    fixed = ["--component-threshold", str(two_pass["threshold"])]
+    assert main([*model, str(tmp_path / "one.json"), *fixed]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["components"] == two_pass
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_set_without_anomaly_pixels_reports_undefined_metrics(tmp_path, capsys):
+    _write_scores(tmp_path, count=2)
+    for path in (tmp_path / "labels").glob("*.png"):
+        cv2.imwrite(str(path), np.zeros((40, 56), np.uint8))
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels")]
+    assert main([*args, "--json", str(out), "--report", str(tmp_path / "rep")]) == 0
+    results = _strict_json(out)
+    for key in ("ap", "auroc", "fpr95", "auiou", "mean_f1"):
+        assert results[key] is None, key
+    assert results["components"]["threshold"] is None
+    printed = capsys.readouterr().out
+    assert "FPR95 n/a  AuIoU n/a  mean F1 n/a" in printed and "components at n/a" in printed
+    assert "| FPR at 95% TPR | n/a |" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_write_json_nulls_every_non_finite_number(tmp_path):
+    from ood_perception.report import write_json
+
+    results = {"a": float("inf"), "b": {"c": [float("-inf"), 1.5, float("nan")]}}
+    write_json(results, tmp_path / "r.json")
+    assert _strict_json(tmp_path / "r.json") == {"a": None, "b": {"c": [None, 1.5, None]}}
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--component-threshold", "nan"], "--component-threshold must be a finite number"),
+        (["--sweep-range", "1", "0"], "--sweep-range needs finite LO < HI"),
+        (["--sweep-range", "0.5", "0.5"], "--sweep-range needs finite LO < HI"),
+        (["--sweep-range", "0", "inf"], "--sweep-range needs finite LO < HI"),
+        (["--save-scores", "{tmp}/kept"], "--save-scores keeps a model's score maps"),
+        (["--json", "{tmp}/afile/x.json"], "--json .*afile is not a writable folder"),
+        (["--json", "{tmp}"], "--json .* exists and is not a file"),
+        (["--report", "{tmp}/afile"], "--report .*afile exists and is not a folder"),
+        (["--anomaly-values", "1,255"], r"\[255\] are listed as both anomaly and ignore"),
+    ],
+)
+def test_bad_flags_stop_before_evaluating(tmp_path, capsys, extra, message):
+    _write_scores(tmp_path, count=2)
+    (tmp_path / "afile").write_text("")
+    args = ["evaluate", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels")]
+    assert main([*args, *(a.format(tmp=tmp_path) for a in extra)]) == 2
+    captured = capsys.readouterr()
+    assert re.search(message, captured.err) and captured.err.count("\n") == 1
+    assert captured.out == "" and not (tmp_path / "kept").exists()
+
+
+def test_write_errors_end_with_one_line(tmp_path, capsys, monkeypatch):
+    from ood_perception import report
+
+    def full_disk(results, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_json", full_disk)
+    _write_scores(tmp_path, count=2)
+    args = ["evaluate", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels")]
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err  # progress bars, then the one line
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err
+    assert re.fullmatch(r"ood-perception evaluate: cannot write \S*r\.json: .*space.*", last)

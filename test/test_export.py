@@ -114,6 +114,16 @@ def test_cli_errors(tmp_path: Path, capsys, argv: list[str], message: str) -> No
     assert message in err and "\n" not in err.strip()
 
 
+def test_cli_refuses_an_output_it_cannot_write_before_building(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    for output, message in ((tmp_path / "file" / "m.onnx", "not a writable folder"),
+                            (tmp_path, "exists and is not a file")):
+        code = main(["export", "--model", "uem-dinov2-s", "--random-init", "--input-size",
+                     "28x42", "--window", "28x42", "--output", str(output)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "\n" not in err.strip()
+
+
 def test_cli_rejects_an_unknown_mask2former_head(tmp_path: Path, capsys) -> None:
     code = main(["export", "--model", "uno-m2f-swin-t", "--variant", "dd", "--random-init",
                  "--input-size", "64x64", "--output", str(tmp_path / "m.onnx")])

@@ -23,6 +23,7 @@ ROSDEP_KEYS = {
     "torch": "python3-torch-pip",
     "rosbags": "python3-rosbags-pip",
     "matplotlib": "python3-matplotlib",
+    "pillow": "python3-pil",
 }
 
 

@@ -91,4 +91,4 @@ def test_output_that_would_overwrite_inputs_is_refused(tiny_model_path: Path, tm
     (tmp_path / "file").write_text("")
     code = main(["run", "--model", str(tiny_model_path), str(folder / "x.png"),
                  "--output", str(tmp_path / "file")])
-    assert code == 2 and "is a file" in capsys.readouterr().err
+    assert code == 2 and "exists and is not a folder" in capsys.readouterr().err

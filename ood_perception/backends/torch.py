@@ -95,14 +95,20 @@ class CudaGraphRunner:
     """
 
     def __init__(self, fn: Callable, device: torch.device, warmup: int = GRAPH_WARMUP):
+        import torch
+
         self._fn = fn
         self._device = device
         self._warmup = warmup
         self._graphs: dict[tuple, tuple] = {}
+        # Replays run one at a time and callers copy the outputs out, so all shapes can share
+        # one memory pool instead of holding one each.
+        with torch.cuda.device(device):
+            self._pool = torch.cuda.graph_pool_handle()
 
     @property
     def captured_shapes(self) -> list[tuple]:
-        return list(self._graphs)
+        return [key for key, entry in self._graphs.items() if entry is not None]
 
     def _capture(self, example: torch.Tensor) -> tuple:
         import torch
@@ -111,25 +117,52 @@ class CudaGraphRunner:
         with torch.cuda.device(self._device):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), _host_syncs_raise():
                 for _ in range(self._warmup):
                     self._fn(static_input)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             # thread_local: CUDA calls of other threads (a node's executor) stay legal.
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 outputs = self._fn(static_input)
         return static_input, graph, outputs
 
     def __call__(self, x: torch.Tensor):
+        """Replay the graph of `x`'s shape, capturing it first; a shape whose capture fails
+        runs eagerly from then on (the others keep their graphs)."""
+        import torch
+
         key = (tuple(x.shape), x.dtype)
-        entry = self._graphs.get(key)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = self._capture(x)
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as error:
+                LOGGER.warning("CUDA graph capture failed for input %s (%s); that shape runs "
+                               "eagerly", list(x.shape), (str(error).splitlines() or [""])[0])
+                self._graphs[key] = None
+        entry = self._graphs[key]
         if entry is None:
-            entry = self._graphs[key] = self._capture(x)
+            return self._fn(x)
         static_input, graph, outputs = entry
         static_input.copy_(x)
         graph.replay()
         return outputs
+
+
+@contextlib.contextmanager
+def _host_syncs_raise():
+    """A forward that waits for the GPU (`.item()`, host tensors) cannot be captured: let the
+    warm-up say so, before a failed capture leaves the allocator mid-capture."""
+    import torch
+
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 class TorchBackend:
@@ -196,6 +229,11 @@ class TorchBackend:
             images = torch.from_numpy(np.ascontiguousarray(images))
         return images.to(self._device).contiguous()
 
+    @property
+    def graphs_captured(self) -> bool:
+        """Whether any input shape runs from a CUDA graph (not when eager or capture failed)."""
+        return self._graphs is not None and bool(self._graphs.captured_shapes)
+
     def run_torch(self, images) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 [B, H, W, 3] (numpy or tensor) -> (score float32, classes uint8) [B, H, W]
         as new tensors on the backend's device: the GPU pipeline keeps them there."""
@@ -203,14 +241,7 @@ class TorchBackend:
         if self._graphs is None:
             score, semantic = self._forward(batch)
             return score.float(), semantic
-        try:
-            score, semantic = self._graphs(batch)
-        except RuntimeError as error:
-            LOGGER.warning("CUDA graph capture failed (%s); running eagerly from now on",
-                           (str(error).splitlines() or [""])[0])
-            self._graphs = None
-            self.cuda_graphs = False
-            return self.run_torch(batch)
+        score, semantic = self._graphs(batch)
         return score.float().clone(), semantic.clone()
 
     def run(self, images) -> BackendOutput:

@@ -64,8 +64,10 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(query).reshape(
             batch, queries, self.heads, self.levels * self.points).softmax(-1)
         weights = weights.reshape(batch, queries, self.heads, self.levels, self.points)
-        # Offsets are in pixels of each level: divide by (W_l, H_l).
-        normalizer = offsets.new_tensor([[w, h] for h, w in spatial_shapes])
+        # Offsets are in pixels of each level: divide by (W_l, H_l). Filled on the device (no
+        # host copy), so a CUDA graph can capture it.
+        sizes = [offsets.new_full((), float(size)) for h, w in spatial_shapes for size in (w, h)]
+        normalizer = torch.stack(sizes).reshape(len(spatial_shapes), 2)
         locations = (reference_points[:, :, None, :, None, :]
                      + offsets / normalizer[None, None, None, :, None, :])
         return self.output_proj(ms_deform_attn_sample(value, spatial_shapes, locations, weights))

@@ -23,6 +23,7 @@ from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import OperatingPoint, PixelMetrics
 from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY, resolved_threshold
 from ood_perception.report import write_json
+from ood_perception.tools.arguments import check_output
 from ood_perception.tools.evaluate import add_source_arguments, open_source
 
 
@@ -133,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     try:
-        if args.params_out.is_dir():
-            raise ConfigurationError(f"--params-out {args.params_out} is a folder; name a "
-                                     ".yaml file")
+        check_output("--params-out", args.params_out, folder=False)
         source = open_source(args)
         base = read_params(args.params_in)
         metrics = PixelMetrics()

@@ -9,11 +9,12 @@ disk, or cached as .npy while the model runs). `--component-threshold` makes it 
 from __future__ import annotations
 
 import argparse
-import shutil
+import math
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,19 @@ import numpy as np
 from ood_perception.component_metrics import ComponentConfig, ComponentMetrics
 from ood_perception.datasets import (
     FORMATS,
+    Dataset,
     LabelSpec,
     load_score_label,
     open_dataset,
-    read_label,
     score_label_pairs,
 )
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import PixelMetrics
+from ood_perception.tools.arguments import check_output
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
+# metrics.py follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly pixels
+UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
 
 
 def _values(text: str) -> tuple[int, ...]:
@@ -138,6 +142,23 @@ class Source:
     track: str
     count: int
     frames: object  # () -> Iterator[Frame]
+    dataset: Dataset | None = None  # the labels of a model run's second pass
+
+
+@dataclass
+class ScoreCache:
+    """A model's pass-one score maps on disk, listed in frame order for the second pass."""
+
+    folder: Path
+    named: bool  # --save-scores: <name>.npy; otherwise <index>.npy, which never collide
+    paths: list[Path] = field(default_factory=list)
+
+    def save(self, name: str, score: np.ndarray) -> None:
+        """Keep one frame's map; pass two reads `paths` in this order, never by name."""
+        path = self.folder / f"{name if self.named else len(self.paths)}.npy"
+        with _writing(path):
+            np.save(path, score)
+        self.paths.append(path)
 
 
 def label_spec(args: argparse.Namespace) -> LabelSpec:
@@ -183,7 +204,38 @@ def open_source(args: argparse.Namespace) -> Source:
         dataset.track,
         len(dataset),
         scored,
+        dataset,
     )
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse flags that would give meaningless figures or fail late, before any frame is read."""
+    threshold = args.component_threshold
+    if threshold is not None and not math.isfinite(threshold):
+        raise ConfigurationError(f"--component-threshold must be a finite number, not {threshold}")
+    lo, hi = args.sweep_range
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigurationError(f"--sweep-range needs finite LO < HI, not {lo} {hi}")
+    if args.save_scores is not None and args.scores is not None:
+        raise ConfigurationError(
+            "--save-scores keeps a model's score maps; with --scores there are none to keep"
+        )
+    for flag, path, folder in (
+        ("--json", args.json, False),
+        ("--report", args.report, True),
+        ("--save-scores", args.save_scores, True),
+    ):
+        if path is not None:
+            check_output(flag, path, folder)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing an output ends the run with one line naming the output."""
+    try:
+        yield
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error}") from error
 
 
 def _progress(iterable, total: int, desc: str):
@@ -205,56 +257,60 @@ def evaluate(args: argparse.Namespace, source: Source) -> dict:
 
     pixels = PixelMetrics(key_dtype=args.key_precision)
     worst = WorstFrames(args.worst if args.report else 0)
-    cache = args.save_scores
-    temporary = None
-    needs_cache = (
-        not args.no_components and args.component_threshold is None and args.model is not None
-    )
-    if needs_cache and cache is None:
-        temporary = tempfile.mkdtemp(prefix="ood_eval_scores_")
-        cache = Path(temporary)
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
     track = source.track if args.track == "auto" else args.track
     inline = None
     if not args.no_components and args.component_threshold is not None:
         inline = ComponentMetrics(ComponentConfig.for_track(track, args.component_threshold))
-    names = []
-    try:
+    with _score_cache(args) as cache:
         for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
             pixels.update(score, label)
-            names.append(name)
             if worst.count:
                 worst.offer(name, frame_ap(score, label), rgb, score, label)
             if inline is not None:
                 inline.update(score, label)
-            if cache is not None and args.model is not None:
-                np.save(cache / f"{name}.npy", score)
+            if cache is not None:
+                cache.save(name, score)
         components = inline
         if not args.no_components and inline is None:
             best = pixels.best_f1_point()
             threshold = best.threshold if best is not None else float("inf")
             components = ComponentMetrics(ComponentConfig.for_track(track, threshold))
-            frames = source.frames() if args.model is None else _cached(cache, args)
+            frames = source.frames() if cache is None else _cached(cache, source.dataset)
             for _, _, score, label in _progress(frames, source.count, "components"):
                 components.update(score, label)
-    finally:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
     results = _results(pixels, components, source, args)
     if components is not None:
         results["components"]["track"] = track
     if args.report:
-        write_markdown(results, pixels.curve(), worst, args.report)
+        with _writing(args.report):
+            write_markdown(results, pixels.curve(), worst, args.report)
     return results
 
 
-def _cached(cache: Path, args: argparse.Namespace) -> Iterator[Frame]:
-    """Second pass of a model run: the cached maps with labels read again from the dataset."""
-    dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
-    for name, _, label_path in dataset.items:
-        label = dataset.spec.convert(read_label(label_path), str(label_path))
-        yield name, None, np.load(cache / f"{name}.npy"), label
+@contextmanager
+def _score_cache(args: argparse.Namespace) -> Iterator[ScoreCache | None]:
+    """Where a model run keeps its maps for pass two: --save-scores or a temporary folder.
+
+    None for precomputed maps, which pass two reads again from --scores.
+    """
+    second_pass = not args.no_components and args.component_threshold is None
+    if args.model is None or (args.save_scores is None and not second_pass):
+        yield None
+    elif args.save_scores is not None:
+        with _writing(args.save_scores):
+            args.save_scores.mkdir(parents=True, exist_ok=True)
+        yield ScoreCache(args.save_scores, named=True)
+    else:
+        with tempfile.TemporaryDirectory(
+            prefix="ood_eval_scores_", ignore_cleanup_errors=True
+        ) as folder:
+            yield ScoreCache(Path(folder), named=False)
+
+
+def _cached(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
+    """Second pass of a model run: pass one's maps in frame order, labels read again."""
+    for (name, _, label_path), path in zip(dataset.items, cache.paths, strict=True):
+        yield name, None, np.load(path), dataset.label(label_path)
 
 
 def _results(pixels: PixelMetrics, components, source: Source, args) -> dict:
@@ -285,9 +341,16 @@ def _results(pixels: PixelMetrics, components, source: Source, args) -> dict:
         },
         "key_precision": args.key_precision,
     }
+    if summary["positive_pixels"] == 0:
+        results.update(dict.fromkeys(UNDEFINED_WITHOUT_ANOMALIES, float("nan")))
     if components is not None:
         results["components"] = components.summary()
     return results
+
+
+def _figure(value: float, spec: str = ".4f") -> str:
+    """A number of the summary; undefined ones (NaN, inf; null in the JSON) print as n/a."""
+    return format(value, spec) if math.isfinite(value) else "n/a"
 
 
 def print_summary(results: dict) -> None:
@@ -298,14 +361,15 @@ def print_summary(results: dict) -> None:
         f"{counts['negative_pixels']} inlier, {counts['ignored_pixels']} ignored pixels)"
     )
     print(
-        f"  AP {results['ap']:.4f}  AUROC {results['auroc']:.4f}  FPR95 {results['fpr95']:.4f}"
-        f"  AuIoU {results['auiou']:.4f}  mean F1 {results['mean_f1']:.4f}"
+        f"  AP {_figure(results['ap'])}  AUROC {_figure(results['auroc'])}"
+        f"  FPR95 {_figure(results['fpr95'])}  AuIoU {_figure(results['auiou'])}"
+        f"  mean F1 {_figure(results['mean_f1'])}"
     )
     if "components" in results:
         c = results["components"]
         print(
-            f"  components at {c['threshold']:.6g}: sIoU {c['siou_gt']:.4f}  PPV {c['ppv']:.4f}"
-            f"  mean F1 {c['f1_mean']:.4f}"
+            f"  components at {_figure(c['threshold'], '.6g')}: sIoU {_figure(c['siou_gt'])}"
+            f"  PPV {_figure(c['ppv'])}  mean F1 {_figure(c['f1_mean'])}"
         )
 
 
@@ -313,12 +377,13 @@ def run(args: argparse.Namespace) -> int:
     from ood_perception.report import write_json
 
     try:
-        source = open_source(args)
-        results = evaluate(args, source)
+        check_arguments(args)
+        results = evaluate(args, open_source(args))
+        print_summary(results)
+        if args.json:
+            with _writing(args.json):
+                write_json(results, args.json)
     except OodPerceptionError as error:
         print(f"ood-perception evaluate: {error}", file=sys.stderr)
         return 2
-    print_summary(results)
-    if args.json:
-        write_json(results, args.json)
     return 0

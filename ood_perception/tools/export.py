@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ood_perception.errors import ConfigurationError, OodPerceptionError
-from ood_perception.tools.arguments import image_size
+from ood_perception.tools.arguments import check_output, image_size
 
 # Flags that only the UEM family (`uem-*`) understands.
 UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
@@ -63,6 +63,7 @@ def _check_flags(args: argparse.Namespace) -> None:
                         ("--segmentor-checkpoint", args.segmentor_checkpoint)):
         if value and not Path(value).is_file():
             raise ConfigurationError(f"{flag} file not found: {value}")
+    check_output("--output", args.output, folder=False)
     if args.stride is not None and args.stride <= 0:
         raise ConfigurationError(f"--stride must be positive, got {args.stride}")
 

@@ -20,6 +20,7 @@ from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.node_config import resolved_threshold
 from ood_perception.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.postprocess import PostprocessConfig
+from ood_perception.tools.arguments import check_output
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -78,8 +79,7 @@ def _sources(inputs: list[str]) -> list[tuple[str, Path]]:
 
 def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
     """Written maps must never replace an input, nor become inputs of a later run."""
-    if output.exists() and not output.is_dir():
-        raise ConfigurationError(f"--output {output} is a file, not a folder")
+    check_output("--output", output, folder=True)
     if any(path.parent.resolve() == output.resolve() for _, path in sources):
         raise ConfigurationError(f"--output {output} holds input files; write the maps to "
                                  "another folder")

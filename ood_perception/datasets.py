@@ -239,7 +239,7 @@ def open_dataset(
             items, spec_used = _smiyc(root), BENCHMARK_SPEC
         else:
             items, spec_used = _folder(root, label_suffix), spec or LabelSpec()
-    except FileNotFoundError as error:
+    except (FileNotFoundError, NotADirectoryError) as error:
         raise ConfigurationError(f"{root} is not a {fmt} dataset: {error}") from error
     missing = [str(p) for _, image, label in items for p in (image, label) if not p.is_file()]
     if missing:

@@ -14,7 +14,7 @@ import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import (
     NameValidationException,
     ParameterException,
@@ -105,6 +105,9 @@ class OodPerceptionNode(Node):
             descriptor = ParameterDescriptor(description=spec.description,
                                              read_only=spec.read_only,
                                              dynamic_typing=spec.kind == "double")
+            if spec.bounds is not None:
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=spec.bounds[0], to_value=spec.bounds[1], step=0.0)]
             default = _EMPTY_TYPES[spec.kind] if spec.default == [] else spec.default
             self.declare_parameter(name, default, descriptor)
         overrides = getattr(self, "_parameter_overrides", {})

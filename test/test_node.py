@@ -241,6 +241,9 @@ def test_parameter_set_changes_threshold_and_switches_without_restart(ros, tiny_
 
     rejected = node.set_parameters([Parameter("min_obstacle_area", value=-3)])
     assert not rejected[0].successful and "min_obstacle_area" in rejected[0].reason
+    for too_long in (1e10, 5):  # a double beyond the declared range; an integer, checked too
+        rejected = node.set_parameters([Parameter("batch_wait", value=too_long)])
+        assert not rejected[0].successful and "batch_wait" in rejected[0].reason
     fixed = node.set_parameters([Parameter("model_path", value="/elsewhere.onnx")])
     assert not fixed[0].successful
 
@@ -287,6 +290,7 @@ def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
     (["-p", "MODEL", "-p", "score_treshold:=0.3"], "unknown parameter"),
     (["-p", "MODEL", "-p", "image_topics:=[/cam/1/image_raw]"], "image_topics"),
     (["-p", "MODEL", "-p", "gating_classes:=[200]"], "gating_classes"),
+    (["-p", "MODEL", "-p", "batch_wait:=5.0"], "batch_wait"),
     (["-p", "MODEL", "-p", "backend:=tensorrt", "-p", "device:=cuda"], "TensorRT"),
     (["-p", "MODEL", "-p", "backend:=torch"], "deploy file not found"),
 ])

@@ -13,6 +13,7 @@ from ood_perception.models.tiling import (
     ScoredNetwork,
     SingleWindow,
     SlidingWindow,
+    covers_like_official,
     enumerate_windows,
     official_starts,
     window_starts,
@@ -106,3 +107,11 @@ def test_single_window_resizes_the_frame() -> None:
     assert seg.shape == (1, 5, 112, 168) and uem.shape == (1, 2, 112, 168)
     expected = F.interpolate(small_seg, size=(112, 168), mode="bilinear")
     torch.testing.assert_close(seg, expected)
+
+
+def test_sizes_the_official_enumeration_leaves_uncovered_are_flagged() -> None:
+    """Official: 1024x2048 with 518x1036 / 140 is covered; 40x72 with 16x32 / 10 is not
+    ((72 - 32) % 10 == 0 drops the last column of windows)."""
+    assert covers_like_official((1024, 2048), (518, 1036), 140)
+    assert not covers_like_official((40, 72), (16, 32), 10)
+    assert official_starts(72, 32, 10)[-1] + 32 < 72 == window_starts(72, 32, 10)[-1] + 32

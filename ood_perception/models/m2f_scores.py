@@ -45,7 +45,8 @@ def rba(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
 
 
 def max_softmax(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
-    """-max_k sem_seg_k."""
+    """-max_k sem_seg_k: the AEM baseline of the EAM paper (seed 004, eq. 6), the mask-level
+    counterpart of max-softmax rather than a per-pixel softmax."""
     return -semantic_map(probs, masks, known).amax(1)
 
 

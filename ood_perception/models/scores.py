@@ -29,7 +29,7 @@ def max_logit(seg: torch.Tensor, uem: torch.Tensor) -> torch.Tensor:
 
 
 def energy(seg: torch.Tensor, uem: torch.Tensor) -> torch.Tensor:
-    """Negative free energy: -logsumexp_k F_k."""
+    """Free energy E = -logsumexp_k F_k (temperature 1): high where no class fits."""
     return -torch.logsumexp(seg, dim=1)
 
 

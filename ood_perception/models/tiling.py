@@ -32,6 +32,12 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return list(range(0, length - window, stride)) + [length - window]
 
 
+def covers_like_official(size: tuple[int, int], window: tuple[int, int], stride: int) -> bool:
+    """Whether the official enumeration covers `size`, so the corrected one equals it."""
+    return all(official_starts(side, win, stride) == window_starts(side, win, stride)
+               for side, win in zip(size, window, strict=True))
+
+
 def enumerate_windows(size: tuple[int, int], window: tuple[int, int],
                       stride: int) -> list[tuple[int, int]]:
     """(top, left) of each window, row-major."""
@@ -78,7 +84,10 @@ class SlidingWindow(nn.Module):
 
 
 class SingleWindow(nn.Module):
-    """Resize the whole frame to the window, run once, upsample F and U back to [H, W]."""
+    """Resize the whole frame to the window, run once, upsample F and U back to [H, W].
+
+    This product's fast mode, not an official protocol (the official code slides windows
+    over the native frame)."""
 
     def __init__(self, network: nn.Module, size: tuple[int, int], window: tuple[int, int]):
         super().__init__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .. import __version__
@@ -11,11 +13,13 @@ from ..export import DeployModel
 from .registry import ExportRequest
 from .scores import ScoreHead
 from .strict_loading import load_strict
-from .tiling import ScoredNetwork, SingleWindow, SlidingWindow
+from .tiling import ScoredNetwork, SingleWindow, SlidingWindow, covers_like_official
 from .uem import UEMConfig, UEMNetwork, uem_config
 from .uem_checkpoints import convert_uem_state, load_state_dict
 
-# Official evaluation protocol (modeling/segmentation.py): 518x1036 windows, stride 140.
+LOGGER = logging.getLogger(__name__)
+# Official evaluation protocol (configs/segmentation/ood/base.yaml EVAL_WINDOW_SIZE and
+# EVAL_STRIDE, used by modeling/ood_segmentation.py): 518x1036 windows, stride 140.
 DEFAULT_WINDOW = (518, 1036)
 DEFAULT_STRIDE = 140
 DEFAULT_SCORE = "llr"
@@ -52,8 +56,14 @@ def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:
                 f"window {window[0]}x{window[1]} is larger than the input size "
                 f"{size[0]}x{size[1]}; use --single-window or a smaller --window")
         coverage = SlidingWindow(network, size, window, stride)
+        official = covers_like_official(size, window, stride)
+        if not official:
+            LOGGER.warning(
+                "the official window enumeration leaves part of a %dx%d input uncovered "
+                "(side - window a multiple of the stride %d); these windows add the last one, so "
+                "scores differ from the official protocol's on that input size", *size, stride)
         tiling = {"mode": "sliding", "window": list(window), "stride": stride,
-                  "windows": len(coverage.windows)}
+                  "windows": len(coverage.windows), "official_windows": official}
     score = request.score or DEFAULT_SCORE
     info = ModelInfo(
         input_height=size[0], input_width=size[1],

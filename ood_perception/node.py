@@ -159,18 +159,18 @@ class OodPerceptionNode(Node):
             batch_wait = self._config.batch_wait if cameras > 1 else 0.0
             try:
                 pending = self._slots.take(timeout=0.1, batch_wait=batch_wait)
+                if pending:  # the config of the moment the frames were taken
+                    self._process(pending, self._config)
             except Exception as error:  # the worker must outlive any fault: it is the output
                 self._record_failure(error, 0)
-                continue
-            if pending:  # the config of the moment the frames were taken
-                self._process(pending, self._config)
+                self._stop.wait(0.1)
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _process(self, pending: list[PendingFrame], config: NodeConfig) -> None:
         """Decode, run and publish one batch; every frame is either published or counted as
-        a drop exactly once, and nothing escapes to stop the worker."""
+        a drop exactly once (a fault outside that, e.g. at shutdown, reaches `_work`)."""
         frames, kept, decode_ms = [], [], []
         now = self._now_s()
         for item in pending:

@@ -98,22 +98,24 @@ def copy_connection(writer, connection, store):
     )
 
 
-def image_connections(reader, topics: list[str] | None) -> list:
-    """Image and CompressedImage connections: all, or those on `topics` (a topic's
-    /compressed twin stands in only where the topic itself was not recorded). A camera
-    recorded both ways counts once, as its raw images."""
+def image_connections(reader, topics: list[str] | None, one_per_camera: bool = False) -> list:
+    """Image and CompressedImage connections: all, or those on `topics` (or their
+    /compressed). `one_per_camera`: a camera recorded both raw and compressed counts once,
+    as its raw images (scoring it twice would write every output twice)."""
     found = [c for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED)]
-    recorded = {c.topic for c in found}
     if topics:
-        wanted = {t if t in recorded else f"{t.rstrip('/')}/compressed" for t in topics}
-        absent = [t for t in topics if t not in recorded and f"{t.rstrip('/')}/compressed"
-                  not in recorded]
+        wanted = set(topics) | {f"{t.rstrip('/')}/compressed" for t in topics}
+        found = [c for c in found if c.topic in wanted]
+        seen = {c.topic for c in found} | {c.topic.removesuffix("/compressed") for c in found}
+        absent = [t for t in topics if t not in seen]
         if absent:
             available = sorted(c.topic for c in reader.connections)
             raise ConfigurationError(f"topics {absent} not in the bag; it has {available}")
-        return [c for c in found if c.topic in wanted]
-    return [c for c in found if not (c.msgtype == COMPRESSED and c.topic.endswith("/compressed")
-                                     and c.topic.removesuffix("/compressed") in recorded)]
+    if one_per_camera:
+        raw = {c.topic for c in found if c.msgtype == IMAGE}
+        found = [c for c in found if not (c.msgtype == COMPRESSED
+                                          and c.topic.removesuffix("/compressed") in raw)]
+    return found
 
 
 def decode(store, connection, raw: bytes) -> tuple[object, np.ndarray]:

@@ -55,6 +55,16 @@ def test_cache_missing_matching_and_stale(tmp_path):
     assert "precision" not in reason
 
 
+def test_engines_built_with_older_builder_settings_are_rebuilt(tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    _write_cached(onnx_path, KEY)
+    key_path = engine_path_for(onnx_path, "fp16").with_suffix(".engine.json")
+    old = {k: v for k, v in asdict(KEY).items() if k != "builder_settings"}
+    key_path.write_text(json.dumps(old))
+    usable, reason = cached_engine_status(onnx_path, KEY)
+    assert not usable and f"builder_settings 1 -> {KEY.builder_settings}" in reason
+
+
 def test_unreadable_key_file_means_rebuild(tmp_path):
     onnx_path = tmp_path / "m.onnx"
     _write_cached(onnx_path, KEY)

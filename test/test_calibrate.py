@@ -201,6 +201,21 @@ def test_unusable_params_files_are_one_clear_error(tmp_path, text, message):
         read_params(path)
 
 
+def test_params_sections_merge_in_file_order_as_rclpy_does(tmp_path):
+    """rclpy applies every matching section, later ones overriding (checked against a node)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("ood_perception_node: {ros__parameters: {min_obstacle_area: 9}}\n"
+                    "/**: {ros__parameters: {min_obstacle_area: 7, score_threshold: 0.25}}\n"
+                    "/**/ood_perception_node: {ros__parameters: {gating_dilation: 3}}\n"
+                    "other_node: {ros__parameters: {min_obstacle_area: 1}}\n")
+    assert read_params(path) == {"min_obstacle_area": 7, "score_threshold": 0.25,
+                                 "gating_dilation": 3}
+    path.write_text("/front/ood_perception_node: {ros__parameters: {min_obstacle_area: 9}}\n"
+                    "/rear/ood_perception_node: {ros__parameters: {min_obstacle_area: 7}}\n")
+    with pytest.raises(ConfigurationError, match="several namespaces"):
+        read_params(path)
+
+
 def test_params_file_sections_for_any_namespace(tmp_path):
     path = tmp_path / "p.yaml"
     for key in ("/**", "ood_perception_node", "/front/ood_perception_node"):

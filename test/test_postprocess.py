@@ -78,23 +78,33 @@ def whole_frame_reference(score: np.ndarray, config: PostprocessConfig):
     return mask, blobs
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_labelling_inside_the_foreground_box_matches_the_whole_frame(seed: int):
     rng = np.random.default_rng(seed)
     score = np.zeros((90, 120), np.float32)
-    for _ in range(12):  # rectangles of random size, some on the frame's edges
+    for _ in range(12):  # rectangles of random size, some on the frame's edges, some equal
         top, left = rng.integers(0, 90), rng.integers(0, 120)
-        score[top:top + rng.integers(1, 15), left:left + rng.integers(1, 15)] = rng.random()
-    config = PostprocessConfig(0.3, min_obstacle_area=6)
+        side = rng.integers(1, 15) if seed % 2 else 3
+        score[top:top + side, left:left + rng.integers(1, 15)] = rng.random()
+    config = PostprocessConfig(0.3, min_obstacle_area=2, max_obstacles=4)
     result = postprocess(score, None, config)
     mask, blobs = whole_frame_reference(score, config)
     np.testing.assert_array_equal(result.mask, mask)
-    assert len(result.obstacles) == len(blobs) > 1
-    by_box = {o.bbox: o for o in result.obstacles}
-    for area, bbox, centroid, score_max in blobs:
-        assert by_box[bbox].area == area
-        assert by_box[bbox].centroid == pytest.approx(centroid)
-        assert by_box[bbox].score_max == pytest.approx(score_max)
+    ranked = sorted(blobs, key=lambda blob: (-blob[0], blob[1][1], blob[1][0]))[:4]
+    assert [(o.area, o.bbox) for o in result.obstacles] == [(a, b) for a, b, _, _ in ranked]
+    for obstacle, (_, _, centroid, score_max) in zip(result.obstacles, ranked, strict=True):
+        assert obstacle.centroid == pytest.approx(centroid)
+        assert obstacle.score_max == pytest.approx(score_max)
+
+
+def test_equal_areas_rank_topmost_then_leftmost():
+    """OpenCV numbers labels in 2x2 blocks, so its order depends on where the box starts."""
+    score = np.zeros((10, 40), np.float32)
+    for row, col in ((1, 11), (3, 26), (4, 7)):
+        score[row, col] = 1.0
+    result = postprocess(score, None, PostprocessConfig(0.5, min_obstacle_area=1,
+                                                        max_obstacles=2))
+    assert [o.bbox[:2] for o in result.obstacles] == [(11, 1), (26, 3)]
 
 
 def test_more_components_than_16_bit_labels_count():

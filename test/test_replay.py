@@ -214,6 +214,9 @@ def test_threshold_defaults_to_the_score_range_midpoint_as_in_the_node(
     assert main([*args, "--out", str(tmp_path / "b"), "--score-threshold", "0.25"]) == 0
     assert "threshold 0.25" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "in"]  # no partial bags
+    assert not any("partial" in p.name for p in (tmp_path / "a").iterdir())
+    assert rosbag_io.bag_storage(tmp_path / "a") == "sqlite3"
+    assert list(rosbag_io.read_images(tmp_path / "a"))
 
 
 def _merged(out, *bags):
@@ -235,6 +238,10 @@ def test_a_camera_recorded_raw_and_compressed_is_scored_once(tmp_path, tiny_mode
     rosbag_io.write_images(tmp_path / "raw", raw)
     rosbag_io.write_images(tmp_path / "compressed", compressed, compressed_format="png")
     merged = _merged(tmp_path / "merged", tmp_path / "raw", tmp_path / "compressed")
+    with rosbag_io.open_reader(merged) as reader:  # --live publishes both, for either node
+        assert len(rosbag_io.image_connections(reader, None)) == 2
+        assert [c.topic for c in rosbag_io.image_connections(reader, None, True)] == [
+            "/cam/image_raw"]
     for topics in ([], ["--topics", "/cam/image_raw"]):
         out = tmp_path / f"out{len(topics)}"
         assert main(["replay", str(merged), "--out", str(out), "--model", str(tiny_model_path),

@@ -26,6 +26,9 @@ from ood_perception.errors import ConfigurationError
 LOGGER = logging.getLogger(__name__)
 PRECISIONS = ("fp16", "fp32")
 WORKSPACE_BYTES = 4 << 30
+# How `build_engine` configures the builder; bump it when that changes, so engines built the
+# old way are rebuilt (2: TF32 off in fp32, only floating-point layers pinned to FP32).
+BUILDER_SETTINGS = 2
 
 
 def import_tensorrt():
@@ -66,6 +69,7 @@ class EngineKey:
     compute_capability: str
     precision: str
     max_batch: int
+    builder_settings: int = BUILDER_SETTINGS
 
     def mismatch(self, other: EngineKey) -> str:
         """Human-readable list of the fields that differ, empty when equal."""
@@ -102,8 +106,10 @@ def cached_engine_status(onnx_path: Path, key: EngineKey) -> tuple[bool, str]:
     if not engine_path.is_file() or not key_path.is_file():
         return False, f"no cached engine at {engine_path}"
     try:
-        cached = EngineKey(**json.loads(key_path.read_text()))
-    except (TypeError, ValueError) as error:
+        fields = json.loads(key_path.read_text())
+        fields.setdefault("builder_settings", 1)  # keys from before the field: settings 1
+        cached = EngineKey(**fields)
+    except (AttributeError, TypeError, ValueError) as error:
         return False, f"unreadable engine key {key_path} ({error})"
     difference = key.mismatch(cached)
     if difference:
@@ -163,7 +169,7 @@ def configure_precision(trt, config, network, precision: str) -> None:
 def _attach_timing_cache(config, path: Path):
     """Reuse the timing cache at `path` when TensorRT accepts it, else start an empty one."""
     cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         LOGGER.warning("timing cache %s does not fit this GPU or TensorRT; starting a new one",
                        path)
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)

@@ -139,6 +139,8 @@ class CudaGraphRunner:
             except torch.OutOfMemoryError:
                 raise
             except RuntimeError as error:
+                if "out of memory" in str(error).lower():  # raised by capture_end as such
+                    raise
                 LOGGER.warning("CUDA graph capture failed for input %s (%s); that shape runs "
                                "eagerly", list(x.shape), (str(error).splitlines() or [""])[0])
                 self._graphs[key] = None

@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_params(path: Path | None) -> dict:
-    """`ros__parameters` of the node (`/**` or `[/ns/]ood_perception_node`) in a params YAML
-    (empty without a file); a file without that section is an error, not silently empty."""
+    """The node's parameters in a params YAML (empty without a file), merged as rclpy does:
+    every `/**` and `[/**|/ns]/ood_perception_node` section, later ones overriding earlier
+    ones. A file without such a section, or naming the node in two namespaces, is an error."""
     if path is None:
         return {}
     if not path.is_file():
@@ -63,15 +64,25 @@ def read_params(path: Path | None) -> dict:
                                  f"{str(error).splitlines()[0]}") from None
     if not isinstance(document, dict) or not all(isinstance(k, str) for k in document):
         raise ConfigurationError(f"{path} is not a ROS params YAML (node names at the top)")
+    merged, namespaces, found = {}, set(), False
     for node, section in document.items():
-        if node.strip("/").split("/")[-1] not in (NODE_NAME, "**"):
+        *namespace, name = node.strip("/").split("/")
+        if name not in (NODE_NAME, "**"):
             continue
         params = section.get("ros__parameters") if isinstance(section, dict) else None
         if not isinstance(params, dict):
             raise ConfigurationError(f"{path}: {node} needs a ros__parameters mapping")
-        return dict(params)
-    raise ConfigurationError(f"{path} has no section for {NODE_NAME} (or /**); it has "
-                             f"{', '.join(map(str, document)) or 'none'}")
+        if name == NODE_NAME and "/".join(namespace) not in ("", "**"):
+            namespaces.add("/".join(namespace))
+        merged |= params
+        found = True
+    if not found:
+        raise ConfigurationError(f"{path} has no section for {NODE_NAME} (or /**); it has "
+                                 f"{', '.join(map(str, document)) or 'none'}")
+    if len(namespaces) > 1:
+        raise ConfigurationError(f"{path} sets {NODE_NAME} in several namespaces "
+                                 f"({', '.join(sorted(namespaces))}); give one node's file")
+    return merged
 
 
 def postprocess_from_params(path: Path | None, threshold: float | None = None,

@@ -1,9 +1,10 @@
 """`ood-perception replay`: run the runtime pipeline over a recorded rosbag.
 
 Offline (default): every Image / CompressedImage message goes through the same `Pipeline`
-the node uses; `<ns>/anomaly_score` (32FC1), `<ns>/obstacle_mask` (mono8) and
-`<ns>/overlay` (bgr8) are written with the input's header and bag timestamp into a new bag,
-beside a copy of every input topic, so `ros2 bag play` and Foxglove show them in sync.
+the node uses (a camera recorded both raw and compressed once, as its raw images);
+`<ns>/anomaly_score` (32FC1), `<ns>/obstacle_mask` (mono8) and `<ns>/overlay` (bgr8) are
+written with the input's header and bag timestamp into a new bag, beside a copy of every
+input topic, so `ros2 bag play` and Foxglove show them in sync.
 `<ns>` is the camera topic's parent (`/cam/image_raw` -> `/cam`).
 
 Live (`--live`): publish a bag's image messages with rclpy at the recorded rate, headers
@@ -102,7 +103,7 @@ def replay_bag(args: argparse.Namespace) -> dict:
     summary = {"output": str(args.out), "storage": storage,
                "score_threshold": pipeline.config.score_threshold}
     with rosbag_io.open_reader(args.bag) as reader:
-        cameras = rosbag_io.image_connections(reader, args.topics)
+        cameras = rosbag_io.image_connections(reader, args.topics, one_per_camera=True)
         if not cameras:
             raise ConfigurationError(f"{args.bag} has no sensor_msgs Image/CompressedImage topics")
         names = OUTPUTS[:2] if args.no_overlay else OUTPUTS
@@ -120,14 +121,17 @@ def replay_bag(args: argparse.Namespace) -> dict:
             raise ConfigurationError(
                 f"the bag already has {sorted(clash)}; pass --no-copy to replace them"
             )
-        partial = args.out.with_name(f".{args.out.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:  # a bag that is there is complete: written aside, renamed when done
-            with rosbag_io.open_writer(partial, storage) as writer:
+        # A bag that is there is complete: written aside, moved when done. The bag keeps its
+        # own name inside the aside folder, since rosbags names the data file after it.
+        aside = args.out.with_name(f".{args.out.name}.partial")
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        try:
+            with rosbag_io.open_writer(aside / args.out.name, storage) as writer:
                 summary.update(_replay(args, reader, writer, pipeline, cameras, targets))
-            partial.rename(args.out)
+            (aside / args.out.name).rename(args.out)
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(aside, ignore_errors=True)
     return summary
 
 

@@ -131,8 +131,11 @@ def check_onnxruntime(path: str | Path, deploy: DeployModel, images: np.ndarray)
 
 def save_torch_deploy(deploy: DeployModel, request: ExportRequest, path: str | Path) -> Path:
     """Write the `.pt` deploy dict (docs/architecture.md), loadable with weights_only=True."""
-    build = asdict(replace(request, checkpoint=None, segmentor_checkpoint=None,
-                           random_init=True, variant=getattr(deploy, "variant", request.variant)))
+    build = asdict(replace(
+        request, checkpoint=None, segmentor_checkpoint=None, random_init=True,
+        variant=getattr(deploy, "variant", request.variant),
+        decoder_layers=getattr(deploy, "decoder_layers", request.decoder_layers),
+        queries=getattr(deploy, "queries", request.queries)))
     payload = {
         "format": DEPLOY_FORMAT, "model": request.model, "build": build,
         "metadata": deploy.info.to_metadata(),

@@ -12,6 +12,7 @@ from test_mask2former import SIZE, tiny_config, tiny_model
 
 from ood_perception.errors import CheckpointError, ConfigurationError
 from ood_perception.models.m2f_checkpoints import (
+    decoder_layers,
     detectron2_state,
     head_sizes,
     load_m2f_state,
@@ -147,3 +148,29 @@ def test_builder_reads_a_closed_set_swin_t_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not the 'uno' head"):
         build_uno_m2f_swin_t(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
                                            variant="uno", input_size=(64, 96)))
+
+
+def test_a_single_decoder_layer_checkpoint_as_rba_ships_loads(tmp_path: Path) -> None:
+    """RbA's checkpoints (DEC_LAYERS 2) have one masked-attention layer; the depth comes from
+    the file and survives the `.pt` deploy round trip."""
+    from ood_perception.export import load_torch_deploy, save_torch_deploy
+
+    torch.manual_seed(6)
+    source = Mask2Former(Mask2FormerConfig(swin=SWIN_T, decoder=DecoderConfig(
+        num_classes=19, num_queries=8, layers=1))).eval()
+    state = detectron2_state(source)
+    assert decoder_layers(state) == 1
+    path = save_pkl(state, tmp_path / "rba_1dl.pkl")
+    request = ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path), score="rba",
+                            input_size=(64, 96))
+    deploy = build_uno_m2f_swin_t(request)
+    image = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    x = (image.permute(0, 3, 1, 2).float() - deploy.mean) * deploy.inv_std
+    with torch.no_grad():
+        torch.testing.assert_close(deploy(image)[0], Mask2FormerScored(source, "rba")(x)[0])
+        reloaded = load_torch_deploy(save_torch_deploy(deploy, request, tmp_path / "d.pt"))
+        torch.testing.assert_close(reloaded(image)[0], deploy(image)[0])
+    with pytest.raises(ConfigurationError, match="has 1 decoder layers, not 9"):
+        build_uno_m2f_swin_t(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
+                                           score="rba", input_size=(64, 96), decoder_layers=9))

@@ -92,6 +92,13 @@ def head_sizes(state: dict[str, torch.Tensor], source: str) -> tuple[int, int]:
     return int(state[CLASS_KEY].shape[0]), int(state[QUERY_KEY].shape[0])
 
 
+def decoder_layers(state: dict[str, torch.Tensor]) -> int:
+    """Masked-attention decoder layers of a checkpoint (DEC_LAYERS - 1: 9 for the Mask2Former
+    and UNO configs, 1 for RbA's single-layer models)."""
+    prefix = "sem_seg_head.predictor.transformer_self_attention_layers."
+    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
+
+
 def inference_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Drop the loss buffer, and pixel_mean/std after checking they are what the graph applies."""
     expected = {"pixel_mean": IMAGENET_MEAN_255, "pixel_std": IMAGENET_STD_255}

@@ -19,7 +19,7 @@ from .. import __version__
 from ..contract import CITYSCAPES_CLASSES, IMAGENET_MEAN_255, IMAGENET_STD_255, ModelInfo
 from ..errors import CheckpointError, ConfigurationError
 from ..export import DeployModel
-from .m2f_checkpoints import head_sizes, load_m2f_state, load_strict
+from .m2f_checkpoints import decoder_layers, head_sizes, load_m2f_state, load_strict
 from .m2f_pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderConfig
 from .m2f_scores import M2F_SCORES, SCORE_RANGES, check_score, semantic_map
 from .m2f_transformer_decoder import DecoderConfig, MultiScaleMaskedTransformerDecoder
@@ -137,10 +137,18 @@ def build_mask2former(request: ExportRequest, swin: SwinConfig) -> DeployModel:
     score = request.score or DEFAULT_SCORE
     if request.random_init:
         variant = request.variant or "uno"
-        outputs, queries, state = VARIANT_OUTPUTS[variant], DEFAULT_DECODER.num_queries, None
+        outputs, state = VARIANT_OUTPUTS[variant], None
+        queries = DEFAULT_DECODER.num_queries if request.queries is None else request.queries
+        layers = (DEFAULT_DECODER.layers if request.decoder_layers is None
+                  else request.decoder_layers)
     else:
         state = load_m2f_state(request.checkpoint)
         outputs, queries = head_sizes(state, request.checkpoint)
+        layers = decoder_layers(state)
+        for name, asked, found in (("decoder layers", request.decoder_layers, layers),
+                                   ("queries", request.queries, queries)):
+            if asked not in (None, found):
+                raise ConfigurationError(f"{request.checkpoint} has {found} {name}, not {asked}")
         variant = {v: k for k, v in VARIANT_OUTPUTS.items()}.get(outputs)
         if variant is None:
             raise CheckpointError(f"{request.checkpoint} has {outputs} class outputs; a "
@@ -150,8 +158,11 @@ def build_mask2former(request: ExportRequest, swin: SwinConfig) -> DeployModel:
             raise ConfigurationError(f"{request.checkpoint} has {outputs} class outputs, not the "
                                      f"{request.variant!r} head; leave the variant out")
     check_score(score, outputs, KNOWN_CLASSES)
-    cfg = Mask2FormerConfig(
-        swin=swin, decoder=DecoderConfig(num_classes=outputs - 1, num_queries=queries))
+    if layers < 1 or queries < 1:
+        raise ConfigurationError(f"Mask2Former needs at least one decoder layer and one query, "
+                                 f"got {layers} and {queries}")
+    cfg = Mask2FormerConfig(swin=swin, decoder=DecoderConfig(
+        num_classes=outputs - 1, num_queries=queries, layers=layers))
     torch.manual_seed(request.seed)
     model = Mask2Former(cfg)
     if state is not None:
@@ -163,8 +174,11 @@ def build_mask2former(request: ExportRequest, swin: SwinConfig) -> DeployModel:
         tiling={"mode": "single"}, score_range=SCORE_RANGES[score],
         producer=f"ood_perception {__version__}")
     deploy = DeployModel(Mask2FormerScored(model.eval(), score), info).eval()
-    # The head a `.pt` deploy file must rebuild (random init, then its state dict).
+    # The head and decoder depth a `.pt` deploy file must rebuild (random init, then its
+    # state dict).
     deploy.variant = variant
+    deploy.decoder_layers = layers
+    deploy.queries = queries
     return deploy
 
 

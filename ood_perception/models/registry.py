@@ -29,6 +29,10 @@ class ExportRequest:
     stride: int | None = None
     single_window: bool = False
     seed: int = 0
+    # Mask2Former decoder depth and object queries; None = the checkpoint's (9 and 100 at
+    # random init). A `.pt` deploy file records them to rebuild the same network.
+    decoder_layers: int | None = None
+    queries: int | None = None
 
 
 MODELS: dict[str, str] = {

@@ -37,6 +37,8 @@ def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:
     """Shared builder: network (+ weights) -> coverage -> score -> DeployModel."""
     if request.random_init and (request.checkpoint or request.segmentor_checkpoint):
         raise ConfigurationError("--random-init excludes --checkpoint/--segmentor-checkpoint")
+    if request.decoder_layers is not None or request.queries is not None:
+        raise ConfigurationError("decoder layers and queries apply to Mask2Former, not UEM")
     window = tuple(request.window or DEFAULT_WINDOW)
     size = tuple(request.input_size)
     if request.single_window and request.stride is not None:

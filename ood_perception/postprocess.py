@@ -115,12 +115,13 @@ def postprocess(
     if width == 0:
         return PostprocessResult(mask=mask)
     rows, cols = slice(top, top + height), slice(left, left + width)
-    count, labels, stats, centroids = _components(binary[rows, cols])
+    binary_box = binary[rows, cols]
+    count, labels, stats, centroids = _components(binary_box)
     areas = stats[:, cv2.CC_STAT_AREA]
     kept = np.flatnonzero(areas >= max(config.min_obstacle_area, 1))
     kept = kept[kept != 0]
     if kept.size == count - 1:
-        np.multiply(binary[rows, cols], np.uint8(255), out=mask[rows, cols])
+        np.multiply(binary_box, np.uint8(255), out=mask[rows, cols])
     else:
         lut = np.zeros(count, dtype=np.uint8)
         lut[kept] = 255

@@ -179,7 +179,7 @@ class NodeConfig:
             device=checked["device"], precision=checked["precision"],
             build_only=checked["build_only"], image_topics=topics, camera_names=names,
             input_transport=checked["input_transport"], input_qos=checked["input_qos"],
-            postprocess=_postprocess(checked, info),
+            postprocess=postprocess_config(checked, info),
             publish={output: checked[switch] for output, switch in PUBLISH_SWITCHES.items()},
             max_frame_age=checked["max_frame_age"], batch_wait=checked["batch_wait"],
             diagnostics_period=checked["diagnostics_period"],
@@ -248,8 +248,14 @@ def resolved_threshold(threshold: float, info: ModelInfo | None,
     return (low + high) / 2.0
 
 
-def _postprocess(checked: dict[str, Any], info: ModelInfo | None) -> PostprocessConfig:
-    threshold = resolved_threshold(checked["score_threshold"], info)
+def postprocess_config(values: dict[str, Any], info: ModelInfo | None,
+                       how_to_set: str = "set parameter score_threshold") -> PostprocessConfig:
+    """The postprocess part of parameter values (missing ones default), checked as at
+    start-up: the node and the tools reading its params files threshold alike."""
+    checked = {name: _checked(name, values.get(name, PARAMETERS[name].default))
+               for name in ("score_threshold", "min_obstacle_area", "gating_classes",
+                            "gating_dilation")}
+    threshold = resolved_threshold(checked["score_threshold"], info, how_to_set)
     gating = tuple(checked["gating_classes"])
     if gating and info is not None:
         _check_gating(gating, info)

@@ -21,7 +21,7 @@ import yaml
 from ood_perception.contract import ModelInfo
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import OperatingPoint, PixelMetrics
-from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY, resolved_threshold
+from ood_perception.node_config import NODE_NAME, PARAMS_FILE_KEY, postprocess_config
 from ood_perception.report import write_json
 from ood_perception.tools.arguments import check_output
 from ood_perception.tools.evaluate import add_source_arguments, open_source
@@ -89,21 +89,11 @@ def postprocess_from_params(path: Path | None, threshold: float | None = None,
                             info: ModelInfo | None = None):
     """The node's PostprocessConfig from a params YAML and an explicit threshold override;
     an unset or NaN threshold is the model's score_range midpoint, as in the node."""
-    from ood_perception.postprocess import PostprocessConfig
-
     params = read_params(path)
-    names = {f.name for f in dataclasses.fields(PostprocessConfig)}
-    values = {k: v for k, v in params.items() if k in names}
-    if isinstance(values.get("gating_classes"), list):
-        values["gating_classes"] = tuple(values["gating_classes"])
-    raw = values.get("score_threshold", math.nan) if threshold is None else threshold
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        values["score_threshold"] = resolved_threshold(
-            float(raw), info, "pass --score-threshold or set score_threshold in --params")
-    try:
-        return PostprocessConfig(**values)
-    except (TypeError, ValueError) as error:
-        raise ConfigurationError(f"invalid postprocess parameters in {path}: {error}") from error
+    if threshold is not None:
+        params["score_threshold"] = float(threshold)
+    return postprocess_config(params, info, "pass --score-threshold or set score_threshold "
+                                            "in --params")
 
 
 def calibrate(metrics: PixelMetrics, target_tpr: float | None, target_fpr: float | None):

@@ -103,9 +103,10 @@ def plot_curves(curve: Curve, ap: float, auroc: float, out_dir: Path) -> list[Pa
     return paths
 
 
-def _fmt(value) -> str:
+def figure(value, spec: str = ".4f") -> str:
+    """A reported number; undefined ones (NaN, inf; null in the JSON) read n/a."""
     if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) else "n/a"
+        return format(value, spec) if math.isfinite(value) else "n/a"
     return str(value)
 
 
@@ -140,11 +141,11 @@ def write_markdown(results: dict, curve: Curve, worst: WorstFrames, out_dir: Pat
         ("AuIoU (seed 001)", "auiou"),
         ("mean F1 over thresholds (seed 001)", "mean_f1"),
     ]
-    lines += [f"| {title} | {_fmt(results.get(key, float('nan')))} |" for title, key in rows]
+    lines += [f"| {title} | {figure(results.get(key, float('nan')))} |" for title, key in rows]
     components = results.get("components") or {}
     for key in ("siou_gt", "ppv", "f1_25", "f1_50", "f1_75", "f1_mean", "threshold"):
         if key in components:
-            lines.append(f"| component {key} | {_fmt(components[key])} |")
+            lines.append(f"| component {key} | {figure(components[key])} |")
     lines += ["", "| count | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in results.get("counts", {}).items()]
     lines += ["", "![PR curve](pr_curve.png) ![ROC curve](roc_curve.png)", ""]

@@ -30,6 +30,7 @@ from ood_perception.datasets import (
 )
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.metrics import PixelMetrics
+from ood_perception.report import figure
 from ood_perception.tools.arguments import check_output
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
@@ -348,11 +349,6 @@ def _results(pixels: PixelMetrics, components, source: Source, args) -> dict:
     return results
 
 
-def _figure(value: float, spec: str = ".4f") -> str:
-    """A number of the summary; undefined ones (NaN, inf; null in the JSON) print as n/a."""
-    return format(value, spec) if math.isfinite(value) else "n/a"
-
-
 def print_summary(results: dict) -> None:
     """The headline numbers on stdout."""
     counts = results["counts"]
@@ -361,15 +357,15 @@ def print_summary(results: dict) -> None:
         f"{counts['negative_pixels']} inlier, {counts['ignored_pixels']} ignored pixels)"
     )
     print(
-        f"  AP {_figure(results['ap'])}  AUROC {_figure(results['auroc'])}"
-        f"  FPR95 {_figure(results['fpr95'])}  AuIoU {_figure(results['auiou'])}"
-        f"  mean F1 {_figure(results['mean_f1'])}"
+        f"  AP {figure(results['ap'])}  AUROC {figure(results['auroc'])}"
+        f"  FPR95 {figure(results['fpr95'])}  AuIoU {figure(results['auiou'])}"
+        f"  mean F1 {figure(results['mean_f1'])}"
     )
     if "components" in results:
         c = results["components"]
         print(
-            f"  components at {_figure(c['threshold'], '.6g')}: sIoU {_figure(c['siou_gt'])}"
-            f"  PPV {_figure(c['ppv'])}  mean F1 {_figure(c['f1_mean'])}"
+            f"  components at {figure(c['threshold'], '.6g')}: sIoU {figure(c['siou_gt'])}"
+            f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}"
         )
 
 

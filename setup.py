@@ -61,8 +61,8 @@ setup(
     license="MIT",
     entry_points={
         "console_scripts": [
-            "ood_perception_node = ood_perception.node:main",
-            "ood-perception = ood_perception.cli:main",
+            "ood_perception_node = ood_perception.ros.node:main",
+            "ood-perception = ood_perception.cli.main:main",
         ],
     },
 )

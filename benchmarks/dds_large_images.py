@@ -40,7 +40,7 @@ def _publisher(args: argparse.Namespace) -> None:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from ood_perception.messages import image_message
+    from ood_perception.ros.messages import image_message
 
     rclpy.init()
     node = rclpy.create_node("dds_probe_camera")

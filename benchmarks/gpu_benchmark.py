@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ood_perception.tools import benchmark
+from ood_perception.cli import benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ PROFILE = ROOT / "config" / "fastdds_large_images.xml"
 
 
 def _default_model(folder: Path) -> Path:
-    from ood_perception.export import export_onnx
+    from ood_perception.export.onnx import export_onnx
     from ood_perception.models.registry import ExportRequest, build_model
 
     deploy = build_model(ExportRequest(model="uem-dinov2-s", random_init=True,
@@ -54,12 +54,12 @@ def main() -> None:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from ood_perception.messages import image_message, stamp_seconds
+    from ood_perception.ros.messages import image_message, stamp_seconds
 
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model or _default_model(Path(scratch))
         node_process = subprocess.Popen(
-            [sys.executable, "-m", "ood_perception.node", "--ros-args", "-p",
+            [sys.executable, "-m", "ood_perception.ros.node", "--ros-args", "-p",
              f"model_path:={model}", "-p", "image_topics:=['/bench/image_raw']", "-p",
              "score_threshold:=0.0"],
             env=os.environ.copy())

@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     # Offline: every dependency the GPU path needs is in the machine's image (torch, numpy,
     # opencv-python-headless, onnx, onnxruntime, onnxscript, pytest); --no-deps skips rosbags.
     "$PYTHON" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -2
-    "$PYTHON" -c 'import ood_perception.benchmark, ood_perception.backends.torch; print("ood_perception imports")'
+    "$PYTHON" -c 'import ood_perception.benchmark.speed, ood_perception.backends.torch; print("ood_perception imports")'
 } >"$OUT/env.txt" 2>&1
 status=0
 

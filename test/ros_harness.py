@@ -62,8 +62,8 @@ class Listener:
 
 
 def start_node_process(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`python -m ood_perception.node ...` as its own process, as `ros2 run` would start it."""
-    return subprocess.Popen([sys.executable, "-m", "ood_perception.node", *args],
+    """`python -m ood_perception.ros.node ...` as its own process, as `ros2 run` would start it."""
+    return subprocess.Popen([sys.executable, "-m", "ood_perception.ros.node", *args],
                             env=os.environ | env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ood_perception import cli
 from ood_perception.backends import create_backend
 from ood_perception.backends.tensorrt import (
     EngineKey,
@@ -17,6 +16,7 @@ from ood_perception.backends.tensorrt import (
     timing_cache_path_for,
     write_atomically,
 )
+from ood_perception.cli import main as cli
 from ood_perception.errors import ConfigurationError
 
 try:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ood_perception.backends import create_backend
-from ood_perception.cli import main
+from ood_perception.cli.main import main
 from ood_perception.errors import ConfigurationError
 
 

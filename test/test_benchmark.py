@@ -10,8 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ood_perception import cli
-from ood_perception.benchmark import (
+from ood_perception.benchmark.speed import (
     CASE_NAMES,
     STAGES,
     evaluate_targets,
@@ -19,7 +18,8 @@ from ood_perception.benchmark import (
     target_lines,
     vit_flops,
 )
-from ood_perception.models.dinov2 import DinoVisionTransformer, ViTConfig
+from ood_perception.cli import main as cli
+from ood_perception.models.backbones.dinov2 import DinoVisionTransformer, ViTConfig
 
 FAST = ["--tiny", "--warmup", "1", "--iterations", "1", "--official-iterations", "1",
         "--cameras", "2"]

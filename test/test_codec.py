@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ood_perception.codec import decode_compressed, decode_image, encode_image
+from ood_perception.core.codec import decode_compressed, decode_image, encode_image
 from ood_perception.errors import ImageDecodeError
 
 RNG = np.random.default_rng(0)

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ood_perception.component_metrics import (
+from ood_perception.errors import ConfigurationError
+from ood_perception.evaluation.component_metrics import (
     ComponentConfig,
     ComponentMetrics,
     instances,
     segment_scores,
 )
-from ood_perception.errors import ConfigurationError
 
 
 def _config(**kwargs):

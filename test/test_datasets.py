@@ -6,14 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from ood_perception.datasets import (
+from ood_perception.errors import ConfigurationError
+from ood_perception.evaluation.datasets import (
     LabelSpec,
     detect_format,
     load_score_label,
     open_dataset,
     score_label_pairs,
 )
-from ood_perception.errors import ConfigurationError
 
 
 def _write_image(path, rgb):

@@ -12,7 +12,7 @@ pytest.importorskip("rclpy")
 
 from ros_harness import isolated_ros_env  # noqa: E402
 
-from ood_perception.cli import COMMANDS, main  # noqa: E402
+from ood_perception.cli.main import COMMANDS, main  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

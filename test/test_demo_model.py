@@ -13,11 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from ood_perception import training_data, training_eval
+from ood_perception.cli import make_scenes
 from ood_perception.models.registry import ExportRequest, build_model
-from ood_perception.models.uem_demo import DEMO_CAMERA, DEMO_CHECKPOINT, DEMO_SCORE_RANGE
-from ood_perception.synthetic import SceneConfig
-from ood_perception.tools import make_scenes
+from ood_perception.models.uem.demo import DEMO_CAMERA, DEMO_CHECKPOINT, DEMO_SCORE_RANGE
+from ood_perception.synthetic.scenes import SceneConfig
+from ood_perception.training import data as training_data
+from ood_perception.training import validation as training_eval
 
 CARD = DEMO_CHECKPOINT.with_suffix(".json")
 

@@ -11,7 +11,7 @@ from transformers import (
     Dinov2WithRegistersModel,
 )
 
-from ood_perception.models.dinov2 import DinoVisionTransformer, ViTConfig
+from ood_perception.models.backbones.dinov2 import DinoVisionTransformer, ViTConfig
 
 TINY = {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 14, "pos_grid": 4}
 

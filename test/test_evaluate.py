@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from ood_perception.cli import main
+from ood_perception.cli.main import main
 
 
 def _write_scores(tmp_path, count=6, shape=(40, 56)):
@@ -132,9 +132,9 @@ def _scene_dataset(root, count=3, shape=(48, 64)):
 
 def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_path):
     from ood_perception.backends import create_backend
-    from ood_perception.datasets import open_dataset
-    from ood_perception.pipeline import Pipeline
-    from ood_perception.postprocess import PostprocessConfig
+    from ood_perception.core.pipeline import Pipeline
+    from ood_perception.core.postprocess import PostprocessConfig
+    from ood_perception.evaluation.datasets import open_dataset
 
     _scene_dataset(tmp_path / "data")
     out = tmp_path / "r.json"
@@ -173,8 +173,8 @@ def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_pat
 
 def test_second_pass_reads_each_frames_own_map(tmp_path, tiny_model_path, monkeypatch):
     """Pass two keys its cache by frame index: two frames with one name never swap maps."""
-    from ood_perception import datasets
-    from ood_perception.tools import evaluate
+    from ood_perception.cli import evaluate
+    from ood_perception.evaluation import datasets
 
     data = tmp_path / "data"
     _scene_dataset(data, count=2)
@@ -218,7 +218,7 @@ def test_set_without_anomaly_pixels_reports_undefined_metrics(tmp_path, capsys):
 
 
 def test_write_json_nulls_every_non_finite_number(tmp_path):
-    from ood_perception.report import write_json
+    from ood_perception.evaluation.report import write_json
 
     results = {"a": float("inf"), "b": {"c": [float("-inf"), 1.5, float("nan")]}}
     write_json(results, tmp_path / "r.json")
@@ -250,7 +250,7 @@ def test_bad_flags_stop_before_evaluating(tmp_path, capsys, extra, message):
 
 
 def test_write_errors_end_with_one_line(tmp_path, capsys, monkeypatch):
-    from ood_perception import report
+    from ood_perception.evaluation import report
 
     def full_disk(results, path):
         raise OSError(28, "No space left on device")

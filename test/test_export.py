@@ -12,20 +12,15 @@ import pytest
 import torch
 from uem_tiny import WINDOW, randomize, tiny_config, tiny_network
 
-from ood_perception.cli import main
+from ood_perception.cli.main import main
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255, ModelInfo
-from ood_perception.export import (
-    DeployModel,
-    check_onnxruntime,
-    export_onnx,
-    load_torch_deploy,
-    sample_images,
-    save_torch_deploy,
-)
+from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
+from ood_perception.models.deploy import DeployModel
+from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
 from ood_perception.models.registry import ExportRequest, build_model
-from ood_perception.models.uem import UEMNetwork, uem_config
-from ood_perception.models.uem_build import build_uem
-from ood_perception.models.uem_checkpoints import official_uem_state, save_lightning_checkpoint
+from ood_perception.models.uem.build import build_uem
+from ood_perception.models.uem.checkpoints import official_uem_state, save_lightning_checkpoint
+from ood_perception.models.uem.network import UEMNetwork, uem_config
 
 
 class Probe(torch.nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ood_perception.frame_slots import FrameSlots
+from ood_perception.ros.frame_slots import FrameSlots
 
 
 def test_only_the_newest_frame_is_taken_and_the_rest_counted():

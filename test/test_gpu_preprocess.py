@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from ood_perception import gpu_preprocess as gpu
+from ood_perception.core import gpu_preprocess as gpu
+from ood_perception.core.preprocess import make_batch as host_make_batch
+from ood_perception.core.preprocess import resize_classes as host_resize_classes
+from ood_perception.core.preprocess import resize_score as host_resize_score
 from ood_perception.errors import ConfigurationError
-from ood_perception.preprocess import make_batch as host_make_batch
-from ood_perception.preprocess import resize_classes as host_resize_classes
-from ood_perception.preprocess import resize_score as host_resize_score
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

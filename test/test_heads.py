@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Independent, Normal
 
-from ood_perception.models.heads import MLP, GMMSegHead, LinearHead
+from ood_perception.models.uem.heads import MLP, GMMSegHead, LinearHead
 
 
 def gmm_head(classes: int = 3, components: int = 4, dim: int = 8) -> GMMSegHead:

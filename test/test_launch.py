@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ood_perception.node_config import PARAMETERS, PARAMS_FILE_KEY, NodeConfig
+from ood_perception.ros.parameters import PARAMETERS, PARAMS_FILE_KEY, NodeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "ood_perception.launch.py"

@@ -11,7 +11,9 @@ import torch
 from test_mask2former import SIZE, tiny_config, tiny_model
 
 from ood_perception.errors import CheckpointError, ConfigurationError
-from ood_perception.models.m2f_checkpoints import (
+from ood_perception.models.backbones.swin import SWIN_T
+from ood_perception.models.mask2former.build import build_uno_m2f_swin_t
+from ood_perception.models.mask2former.checkpoints import (
     decoder_layers,
     detectron2_state,
     head_sizes,
@@ -20,15 +22,13 @@ from ood_perception.models.m2f_checkpoints import (
     save_pkl,
     save_pth,
 )
-from ood_perception.models.m2f_transformer_decoder import DecoderConfig
-from ood_perception.models.mask2former import (
+from ood_perception.models.mask2former.model import (
     Mask2Former,
     Mask2FormerConfig,
     Mask2FormerScored,
-    build_uno_m2f_swin_t,
 )
+from ood_perception.models.mask2former.transformer_decoder import DecoderConfig
 from ood_perception.models.registry import ExportRequest
-from ood_perception.models.swin import SWIN_T
 
 RAN: list[str] = []
 
@@ -153,7 +153,7 @@ def test_builder_reads_a_closed_set_swin_t_checkpoint(tmp_path: Path) -> None:
 def test_a_single_decoder_layer_checkpoint_as_rba_ships_loads(tmp_path: Path) -> None:
     """RbA's checkpoints (DEC_LAYERS 2) have one masked-attention layer; the depth comes from
     the file and survives the `.pt` deploy round trip."""
-    from ood_perception.export import load_torch_deploy, save_torch_deploy
+    from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
 
     torch.manual_seed(6)
     source = Mask2Former(Mask2FormerConfig(swin=SWIN_T, decoder=DecoderConfig(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.models.m2f_scores import (
+from ood_perception.models.mask2former.scores import (
     check_score,
     eam,
     max_softmax,

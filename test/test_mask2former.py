@@ -10,25 +10,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ood_perception.cli import main
+from ood_perception.cli.main import main
 from ood_perception.contract import CITYSCAPES_CLASSES, INPUT_NAME, ModelInfo
 from ood_perception.errors import ConfigurationError
-from ood_perception.export import (
-    DeployModel,
-    check_onnxruntime,
-    export_onnx,
-    load_torch_deploy,
-    sample_images,
-    save_torch_deploy,
+from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
+from ood_perception.models.backbones.swin import SWIN_L, SwinConfig
+from ood_perception.models.deploy import DeployModel
+from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
+from ood_perception.models.mask2former.model import (
+    Mask2Former,
+    Mask2FormerConfig,
+    Mask2FormerScored,
 )
-from ood_perception.models.m2f_transformer_decoder import (
+from ood_perception.models.mask2former.transformer_decoder import (
     DecoderConfig,
     MultiheadAttention,
     MultiScaleMaskedTransformerDecoder,
 )
-from ood_perception.models.mask2former import Mask2Former, Mask2FormerConfig, Mask2FormerScored
 from ood_perception.models.registry import ExportRequest, build_model
-from ood_perception.models.swin import SWIN_L, SwinConfig
 
 SIZE = (70, 100)
 

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ood_perception.errors import ImageDecodeError  # noqa: E402
-from ood_perception.messages import (  # noqa: E402
+from ood_perception.ros.messages import (  # noqa: E402
     OK,
     diagnostics_message,
     image_message,

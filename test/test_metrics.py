@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.metrics import PixelMetrics, downsample_curve
+from ood_perception.evaluation.pixel_metrics import PixelMetrics, downsample_curve
 
 
 def _frames(rng, count, shape=(24, 32), levels=None, anomaly_rate=0.1, ignore_rate=0.05):

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ood_perception.models.ms_deform_attn import MSDeformAttn, ms_deform_attn_sample
+from ood_perception.models.mask2former.ms_deform_attn import MSDeformAttn, ms_deform_attn_sample
 
 SHAPES = ((4, 5), (3, 2), (1, 1))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.negatives import (
+from ood_perception.training.negatives import (
     CocoInstances,
     CutoutFolder,
     SyntheticNegatives,

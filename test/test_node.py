@@ -34,9 +34,9 @@ from ros_harness import (  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.messages import WARN, image_message  # noqa: E402
-from ood_perception.node import OodPerceptionNode  # noqa: E402
-from ood_perception.node_config import PARAMS_FILE_KEY  # noqa: E402
+from ood_perception.ros.messages import WARN, image_message  # noqa: E402
+from ood_perception.ros.node import OodPerceptionNode  # noqa: E402
+from ood_perception.ros.parameters import PARAMS_FILE_KEY  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"

@@ -8,7 +8,7 @@ import pytest
 
 from ood_perception.contract import ModelInfo
 from ood_perception.errors import ConfigurationError
-from ood_perception.node_config import PARAMETERS, NodeConfig, resolved_threshold
+from ood_perception.ros.parameters import PARAMETERS, NodeConfig, resolved_threshold
 
 INFO = ModelInfo(input_height=64, input_width=96, model_name="m", score_range=(-2.0, 4.0),
                  class_names=("road", "sidewalk", "car"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ood_perception import cli
+from ood_perception.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

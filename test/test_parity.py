@@ -1,6 +1,6 @@
 """Every available backend agrees with the PyTorch fp32 CPU reference on the same frames.
 
-Tolerances per precision are `ood_perception.parity.TOLERANCES`: max score difference over
+Tolerances per precision are `ood_perception.core.parity.TOLERANCES`: max score difference over
 the reference's score spread, obstacle-mask IoU (top 5% of the reference's pixels) and
 class agreement. The CPU variant (torch bf16, onnxruntime) runs everywhere; the GPU variant
 adds torch CUDA fp32 / fp16 / bf16 with CUDA graphs, onnxruntime's CUDA provider where
@@ -23,9 +23,9 @@ import torch
 from ood_perception.backends.onnxruntime import CUDA as ORT_CUDA
 from ood_perception.backends.onnxruntime import OnnxRuntimeBackend, import_onnxruntime
 from ood_perception.backends.torch import TorchBackend
-from ood_perception.export import export_onnx, sample_images
+from ood_perception.core.parity import TOLERANCES, compare
+from ood_perception.export.onnx import export_onnx, sample_images
 from ood_perception.models.registry import ExportRequest, build_model
-from ood_perception.parity import TOLERANCES, compare
 
 UEM_TINY = ExportRequest(model="uem-dinov2-s", variant="gg", random_init=True,
                          input_size=(70, 126), window=(56, 84), stride=28)

@@ -9,9 +9,9 @@ import pytest
 from tiny_model import ROAD_ID, SKY_ID, TinyMagentaModel, export_tiny_model
 
 from ood_perception.backends.onnxruntime import OnnxRuntimeBackend
+from ood_perception.core.pipeline import GPU_STAGES, STAGES, Pipeline, runs_on_gpu
+from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
-from ood_perception.pipeline import GPU_STAGES, STAGES, Pipeline, runs_on_gpu
-from ood_perception.postprocess import PostprocessConfig
 
 
 def torch_cuda_available() -> bool:

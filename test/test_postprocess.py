@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ood_perception.errors import ConfigurationError
-from ood_perception.postprocess import (
+from ood_perception.core.postprocess import (
     PostprocessConfig,
     normalise_score,
     postprocess,
     render_overlay,
 )
+from ood_perception.errors import ConfigurationError
 
 
 def two_blobs() -> np.ndarray:

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from ood_perception.core.preprocess import make_batch, resize_classes, resize_frame, resize_score
 from ood_perception.errors import ConfigurationError
-from ood_perception.preprocess import make_batch, resize_classes, resize_frame, resize_score
 
 RNG = np.random.default_rng(1)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ood_perception import rosbag_io
-from ood_perception.cli import main
-from ood_perception.tools.replay import output_namespaces
+from ood_perception.cli.main import main
+from ood_perception.cli.replay import output_namespaces
+from ood_perception.io import rosbag as rosbag_io
 
 STAMP0 = 1_700_000_000_123_000_000
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_live_publishes_with_recorded_headers(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "ood_perception.cli",
+                "ood_perception.cli.main",
                 "replay",
                 str(bag),
                 "--live",

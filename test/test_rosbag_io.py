@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ood_perception import rosbag_io
 from ood_perception.errors import ConfigurationError
+from ood_perception.io import rosbag as rosbag_io
 
 
 def _frames(count=3, topic="/cam/image_raw"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_model import export_tiny_model
 
-from ood_perception.cli import main
+from ood_perception.cli.main import main
 
 
 def write_scene(path: Path, height: int = 120, width: int = 160, offset: int = 0) -> None:

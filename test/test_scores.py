@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.models.scores import SCORES, ScoreHead
+from ood_perception.models.uem.scores import SCORES, ScoreHead
 
 # One pixel, three classes: F = [2, 0, -1]; U = [0.5, 3].
 SEG = torch.tensor([2.0, 0.0, -1.0]).view(1, 3, 1, 1)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from ood_perception.core.stats import RunningStats
 from ood_perception.errors import ConfigurationError
-from ood_perception.stats import RunningStats
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ood_perception.models.swin import (
+from ood_perception.models.backbones.swin import (
     SWIN_B,
     SWIN_L,
     SWIN_T,

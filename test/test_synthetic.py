@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ood_perception import synthetic
-from ood_perception.cli import COMMANDS, main
+from ood_perception.cli.main import COMMANDS, main
 from ood_perception.contract import CITYSCAPES_CLASSES
-from ood_perception.datasets import open_dataset
 from ood_perception.errors import ConfigurationError
-from ood_perception.rosbag_io import read_images
-from ood_perception.synthetic_anomalies import (
+from ood_perception.evaluation.datasets import open_dataset
+from ood_perception.io.rosbag import read_images
+from ood_perception.synthetic import scenes as synthetic
+from ood_perception.synthetic.anomalies import (
     HELDOUT_FAMILIES,
     TRAIN_FAMILIES,
     families,

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from uem_tiny import WINDOW, tiny_network
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.models.scores import ScoreHead
 from ood_perception.models.tiling import (
     ScoredNetwork,
     SingleWindow,
@@ -18,7 +17,8 @@ from ood_perception.models.tiling import (
     official_starts,
     window_starts,
 )
-from ood_perception.models.uem import UEMNetwork
+from ood_perception.models.uem.network import UEMNetwork
+from ood_perception.models.uem.scores import ScoreHead
 
 
 def official_window(network: UEMNetwork, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from ood_perception import training, training_data, training_eval
-from ood_perception.cli import COMMANDS, main
-from ood_perception.models.dinov2 import ViTConfig
+from ood_perception.cli.main import COMMANDS, main
+from ood_perception.models.backbones.dinov2 import ViTConfig
 from ood_perception.models.registry import ExportRequest, build_model
-from ood_perception.models.uem import VARIANTS, UEMConfig
-from ood_perception.models.uem_build import build_uem
-from ood_perception.models.uem_checkpoints import (
+from ood_perception.models.uem.build import build_uem
+from ood_perception.models.uem.checkpoints import (
     load_state_dict,
     official_segmentor_state,
     save_lightning_checkpoint,
 )
-from ood_perception.negatives import SyntheticNegatives
-from ood_perception.synthetic import SceneConfig, make_scene, write_frames
+from ood_perception.models.uem.network import VARIANTS, UEMConfig
+from ood_perception.synthetic.scenes import SceneConfig, make_scene, write_frames
+from ood_perception.training import data as training_data
+from ood_perception.training import uem as training
+from ood_perception.training import validation as training_eval
+from ood_perception.training.negatives import SyntheticNegatives
 
 WINDOW = (56, 112)
 
@@ -231,7 +233,7 @@ def test_labels_outside_the_train_ids_are_named(tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_train_uem_on_a_real_size_dinov2_b_segmentor(tmp_path) -> None:
     """ViT-B/14 with registers, official layout, a folder of images: two steps on CPU."""
-    from ood_perception.models.uem import UEMNetwork, uem_config
+    from ood_perception.models.uem.network import UEMNetwork, uem_config
 
     window = (224, 224)
     segmentor = UEMNetwork(uem_config("b", "dd"), window).segmentor

@@ -7,7 +7,7 @@ import torch
 from uem_tiny import WINDOW, tiny_config, tiny_network
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.models.uem import UEMConfig, UEMNetwork, uem_config
+from ood_perception.models.uem.network import UEMConfig, UEMNetwork, uem_config
 
 
 @pytest.mark.parametrize("variant", ["dd", "gd", "gg"])

@@ -10,8 +10,8 @@ from uem_tiny import WINDOW, tiny_config, tiny_network
 
 from ood_perception.errors import CheckpointError
 from ood_perception.models.registry import ExportRequest
-from ood_perception.models.uem_build import build_uem
-from ood_perception.models.uem_checkpoints import (
+from ood_perception.models.uem.build import build_uem
+from ood_perception.models.uem.checkpoints import (
     load_state_dict,
     official_segmentor_state,
     official_uem_state,

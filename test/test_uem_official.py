@@ -8,10 +8,10 @@ import torch
 from uem_tiny import WINDOW, tiny_network
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.export import sample_images
+from ood_perception.export.onnx import sample_images
 from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.models.tiling import SlidingWindow
-from ood_perception.models.uem_official import OfficialSlidingWindow, official_protocol
+from ood_perception.models.uem.official import OfficialSlidingWindow, official_protocol
 
 
 @pytest.mark.parametrize("variant", ["dd", "gg"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ood_perception.models.dinov2 import ViTConfig
-from ood_perception.models.uem import VARIANTS, UEMConfig, UEMNetwork
+from ood_perception.models.backbones.dinov2 import ViTConfig
+from ood_perception.models.uem.network import VARIANTS, UEMConfig, UEMNetwork
 
 WINDOW = (56, 84)
 

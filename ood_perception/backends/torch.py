@@ -23,7 +23,7 @@ from ood_perception.errors import ConfigurationError
 if TYPE_CHECKING:
     import torch
 
-    from ood_perception.export import DeployModel
+    from ood_perception.models.deploy import DeployModel
 
 LOGGER = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -197,7 +197,7 @@ class TorchBackend:
         if isinstance(model_path, torch.nn.Module):
             model = copy.deepcopy(model_path)
         else:
-            from ood_perception.export import load_torch_deploy
+            from ood_perception.models.deploy_file import load_torch_deploy
 
             model = load_torch_deploy(_deploy_path(model_path))
         if precision != "fp32":

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from ..errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ..export import DeployModel
+from ood_perception.errors import ConfigurationError
+from ood_perception.models.deploy import DeployModel
 
 
 @dataclass(frozen=True)
@@ -36,13 +33,13 @@ class ExportRequest:
 
 
 MODELS: dict[str, str] = {
-    "uem-dinov2-s": "ood_perception.models.uem_build:build_uem_dinov2_s",
-    "uem-dinov2-b": "ood_perception.models.uem_build:build_uem_dinov2_b",
-    "uem-dinov2-l": "ood_perception.models.uem_build:build_uem_dinov2_l",
-    "uem-demo": "ood_perception.models.uem_demo:build_uem_demo",
-    "uno-m2f-swin-l": "ood_perception.models.mask2former:build_uno_m2f_swin_l",
-    "uno-m2f-swin-t": "ood_perception.models.mask2former:build_uno_m2f_swin_t",
-    "uno-m2f-swin-b": "ood_perception.models.mask2former:build_uno_m2f_swin_b",
+    "uem-dinov2-s": "ood_perception.models.uem.build:build_uem_dinov2_s",
+    "uem-dinov2-b": "ood_perception.models.uem.build:build_uem_dinov2_b",
+    "uem-dinov2-l": "ood_perception.models.uem.build:build_uem_dinov2_l",
+    "uem-demo": "ood_perception.models.uem.demo:build_uem_demo",
+    "uno-m2f-swin-l": "ood_perception.models.mask2former.build:build_uno_m2f_swin_l",
+    "uno-m2f-swin-t": "ood_perception.models.mask2former.build:build_uno_m2f_swin_t",
+    "uno-m2f-swin-b": "ood_perception.models.mask2former.build:build_uno_m2f_swin_b",
 }
 
 

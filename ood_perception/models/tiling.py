@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigurationError
+from ood_perception.errors import ConfigurationError
 
 
 def official_starts(length: int, window: int, stride: int) -> list[int]:

@@ -1,0 +1,102 @@
+"""`ood-perception export`: a registered model (official checkpoint or random init) -> ONNX.
+
+Writes the contract graph (and with --save-torch the `.pt` deploy file beside it), then runs
+ONNX Runtime on random frames and prints the largest score difference from PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ood_perception.cli.arguments import check_output, image_size
+from ood_perception.errors import ConfigurationError, OodPerceptionError
+
+# Flags that only the UEM family (`uem-*`) understands.
+UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="registered model name, e.g. uem-dinov2-b or uno-m2f-swin-l")
+    parser.add_argument("--variant", help="UEM heads: dd, gd or gg (default dd); Mask2Former "
+                        "class head for --random-init: uno (K+2, default) or closed (K+1)")
+    parser.add_argument("--checkpoint",
+                        help="official checkpoint: UEM .ckpt, or Mask2Former .pkl/.pth")
+    parser.add_argument("--segmentor-checkpoint",
+                        help="UEM only: segmentor .ckpt; default: the UEM file's segmentor.*")
+    parser.add_argument("--random-init", action="store_true",
+                        help="random weights (for shape, speed and export tests)")
+    parser.add_argument("--score", help="anomaly score; UEM: llr (default), max_softmax, "
+                        "max_logit, energy, uem_out; Mask2Former: uno (default), eam, rba, msp")
+    parser.add_argument("--input-size", type=image_size, required=True,
+                        help="graph input HxW, e.g. 1024x2048")
+    parser.add_argument("--window", type=image_size,
+                        help="sliding-window HxW (UEM default 518x1036)")
+    parser.add_argument("--stride", type=int, help="sliding-window stride (UEM default 140)")
+    parser.add_argument("--single-window", action="store_true",
+                        help="resize the whole frame to one window instead of sliding")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    parser.add_argument("--output", required=True, help="ONNX file to write")
+    parser.add_argument("--save-torch", action="store_true",
+                        help="also write the PyTorch deploy file <output>.pt")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
+    parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                        help="torch.onnx exporter; auto = dynamo, TorchScript if dynamo fails")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the ONNX Runtime comparison")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if not args.model.startswith("uem-"):
+        used = [flag for name, flag in UEM_ONLY_FLAGS.items() if getattr(args, name)]
+        if used:
+            raise ConfigurationError(f"{', '.join(used)} apply only to uem-* models, "
+                                     f"not {args.model}")
+    if args.random_init == bool(args.checkpoint):
+        raise ConfigurationError("give exactly one of --checkpoint and --random-init")
+    if args.segmentor_checkpoint and not args.checkpoint:
+        raise ConfigurationError("--segmentor-checkpoint needs --checkpoint (the UEM .ckpt)")
+    for flag, value in (("--checkpoint", args.checkpoint),
+                        ("--segmentor-checkpoint", args.segmentor_checkpoint)):
+        if value and not Path(value).is_file():
+            raise ConfigurationError(f"{flag} file not found: {value}")
+    check_output("--output", args.output, folder=False)
+    if args.stride is not None and args.stride <= 0:
+        raise ConfigurationError(f"--stride must be positive, got {args.stride}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        _check_flags(args)
+        from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
+        from ood_perception.models.deploy_file import save_torch_deploy
+        from ood_perception.models.registry import ExportRequest, build_model
+
+        request = ExportRequest(
+            model=args.model, variant=args.variant, checkpoint=args.checkpoint,
+            segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
+            score=args.score, input_size=args.input_size, window=args.window,
+            stride=args.stride, single_window=args.single_window, seed=args.seed)
+        start = time.perf_counter()
+        deploy = build_model(request)
+        built = time.perf_counter()
+        path = export_onnx(deploy, args.output, opset=args.opset, exporter=args.exporter)
+        exported = time.perf_counter()
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {deploy.info.model_name}, "
+              f"score {deploy.info.score_name}, tiling {deploy.info.tiling}); "
+              f"build {built - start:.1f} s, export {exported - built:.1f} s")
+        if args.save_torch:
+            torch_path = save_torch_deploy(deploy, request, path.with_suffix(".pt"))
+            print(f"wrote {torch_path}")
+        if not args.no_check:
+            images = sample_images(deploy.info, batch=1, seed=args.seed + 1)
+            diff = check_onnxruntime(path, deploy, images)
+            print(f"onnxruntime vs torch: max |score diff| = {diff:.3g} "
+                  f"({time.perf_counter() - exported:.1f} s)")
+    except OodPerceptionError as error:
+        print(f"ood-perception export: {error}", file=sys.stderr)
+        return 2
+    return 0

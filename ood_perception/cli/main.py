@@ -1,0 +1,64 @@
+"""`ood-perception` command line: one sub-command per tool, each in `ood_perception/tools/`.
+
+Only the chosen command's module is imported, so `--help` stays fast and a tool's heavy
+dependencies (torch, matplotlib) load only when that tool runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module under ood_perception.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "score images, a folder or a video without ROS; write maps, masks, overlays"),
+    "export": ("export", "export a model (official checkpoint or random init) to a contract ONNX"),
+    "build-engine": ("build_engine", "build and cache a TensorRT engine from an exported ONNX"),
+    "benchmark": ("benchmark", "stage times and frame rates vs the official UEM protocol"),
+    "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
+    "calibrate": ("calibrate", "threshold for a target TPR/FPR, written to node params"),
+    "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),
+    "make-scenes": ("make_scenes", "generate synthetic road scenes with pasted anomalies"),
+    "train-segmentor": ("train_segmentor", "stage 1: train the inlier segmentor"),
+    "train-uem": ("train_uem", "stage 2: train the UEM head on a frozen segmentor"),
+    "demo": ("demo", "end-to-end demo: embedded model, synthetic drive, node over DDS"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: ood-perception COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`ood-perception COMMAND --help` shows a command's options."]
+    return "\n".join(lines)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    """Parser of one command, from its module's `add_arguments`."""
+    module_name, help_ = COMMANDS[command]
+    module = importlib.import_module(f"ood_perception.cli.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"ood-perception {command}", description=help_)
+    module.add_arguments(parser)
+    parser.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"ood-perception: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    args = build_parser(command).parse_args(rest)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

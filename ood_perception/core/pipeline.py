@@ -1,0 +1,169 @@
+"""The ROS-free frame path: frames -> one backend batch -> per-frame maps, masks, obstacles.
+
+The node, `ood-perception run`, `replay`, `evaluate` and `benchmark` all go through
+`Pipeline.process`, so they time and threshold frames the same way. With a backend on CUDA
+that can keep its outputs there (`run_torch`), upload, resize and the maps back to frame
+size run on the GPU (`gpu_preprocess`); results reach the host as numpy either way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ood_perception.backends.base import Backend
+from ood_perception.core.postprocess import (
+    Obstacle,
+    PostprocessConfig,
+    postprocess,
+    render_overlay,
+)
+from ood_perception.core.preprocess import make_batch, resize_classes, resize_score
+from ood_perception.errors import ConfigurationError
+
+STAGES = ("preprocess", "inference", "resize_back", "postprocess")
+# The GPU path also reports the host -> device copy of the frames (batch-wide, like
+# preprocess); its resize_back includes the copy of the maps to the host.
+GPU_STAGES = ("upload", *STAGES)
+
+
+@dataclass
+class FrameResult:
+    """One frame's outputs at its own size.
+
+    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path): upload, preprocess and
+    inference are those of the whole batch the frame was in; resize_back and postprocess are
+    this frame's own.
+    """
+
+    anomaly_score: np.ndarray  # float32 HxW, higher = more anomalous
+    semantic: np.ndarray | None  # uint8 HxW class ids, None if the graph has none
+    mask: np.ndarray  # uint8 HxW, 255 on kept obstacle pixels
+    obstacles: list[Obstacle]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def runs_on_gpu(backend: Backend) -> bool:
+    """Whether the GPU frame path applies: the backend is on CUDA and returns device tensors."""
+    return callable(getattr(backend, "run_torch", None)) and str(
+        getattr(backend, "device", "cpu")).startswith("cuda")
+
+
+class Pipeline:
+    """A backend plus a postprocess config; backends split batches their graph cannot take.
+
+    `tensor_path`: None picks the GPU frame path when `runs_on_gpu(backend)`; True forces it
+    for any backend with `run_torch` (on CPU it runs the same torch code, for tests).
+    """
+
+    def __init__(self, backend: Backend, config: PostprocessConfig,
+                 tensor_path: bool | None = None):
+        self.backend = backend
+        self._config = self._checked(config)
+        if tensor_path is None:
+            tensor_path = runs_on_gpu(backend)
+        if tensor_path and not callable(getattr(backend, "run_torch", None)):
+            raise ConfigurationError(
+                f"backend {backend.name!r} has no run_torch, so the tensor frame path cannot "
+                "be used with it; leave tensor_path unset")
+        self._uploader = None
+        if tensor_path:
+            from ood_perception.core.gpu_preprocess import PinnedUploader
+
+            self._uploader = PinnedUploader(backend.device)
+
+    @staticmethod
+    def _checked(config: PostprocessConfig) -> PostprocessConfig:
+        if not isinstance(config, PostprocessConfig):
+            raise ConfigurationError(f"expected a PostprocessConfig, got {type(config).__name__}")
+        config.validate()
+        return config
+
+    @property
+    def config(self) -> PostprocessConfig:
+        return self._config
+
+    def update_config(self, config: PostprocessConfig) -> None:
+        """Swap the postprocess config; a batch in flight finishes with the one it started with."""
+        self._config = self._checked(config)
+
+    def process(self, frames: list[np.ndarray]) -> list[FrameResult]:
+        """RGB uint8 HxWx3 frames of any sizes (e.g. several cameras) -> one result per frame."""
+        if not frames:
+            return []
+        config = self._config
+        if self._uploader is not None:
+            return self._process_gpu(frames, config)
+        start = time.perf_counter()
+        batch = make_batch(frames, self.backend.info.input_size)
+        preprocess_ms = _ms(start)
+        start = time.perf_counter()
+        output = self.backend.run(batch)
+        inference_ms = _ms(start)
+        results = []
+        for index, frame in enumerate(frames):
+            size = frame.shape[:2]
+            start = time.perf_counter()
+            score = resize_score(output.anomaly_score[index], size)
+            semantic = (resize_classes(output.semantic[index], size)
+                        if output.semantic is not None else None)
+            resize_ms = _ms(start)
+            start = time.perf_counter()
+            post = postprocess(score, semantic, config)
+            results.append(FrameResult(
+                anomaly_score=score, semantic=semantic, mask=post.mask,
+                obstacles=post.obstacles,
+                timings={"preprocess": preprocess_ms, "inference": inference_ms,
+                         "resize_back": resize_ms, "postprocess": _ms(start)},
+            ))
+        return results
+
+    def _process_gpu(self, frames: list[np.ndarray],
+                     config: PostprocessConfig) -> list[FrameResult]:
+        """`process` with upload, resize and maps back on the GPU; each stage is timed to its
+        end on the device (one synchronise per stage, which costs microseconds)."""
+        from ood_perception.core import gpu_preprocess as gpu
+
+        device = self._uploader.device
+        start = time.perf_counter()
+        groups = gpu.upload_groups(frames, self._uploader)
+        gpu.synchronize(device)
+        upload_ms = _ms(start)
+        start = time.perf_counter()
+        batch = gpu.make_batch(groups, self.backend.info.input_size)
+        gpu.synchronize(device)
+        preprocess_ms = _ms(start)
+        start = time.perf_counter()
+        scores, semantics = self.backend.run_torch(batch)
+        gpu.synchronize(device)
+        inference_ms = _ms(start)
+        results = []
+        for index, frame in enumerate(frames):
+            size = frame.shape[:2]
+            start = time.perf_counter()
+            score = gpu.to_host(gpu.resize_score(scores[index], size))
+            semantic = (gpu.to_host(gpu.resize_classes(semantics[index], size))
+                        if semantics is not None else None)
+            gpu.synchronize(device)
+            resize_ms = _ms(start)
+            start = time.perf_counter()
+            post = postprocess(score, semantic, config)
+            results.append(FrameResult(
+                anomaly_score=score, semantic=semantic, mask=post.mask,
+                obstacles=post.obstacles,
+                timings={"upload": upload_ms, "preprocess": preprocess_ms,
+                         "inference": inference_ms, "resize_back": resize_ms,
+                         "postprocess": _ms(start)},
+            ))
+        return results
+
+    def overlay(self, frame: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:
+        """BGR uint8 debug image, coloured over the graph's `score_range` when it has one."""
+        return render_overlay(
+            frame, result.anomaly_score, result.mask, self.backend.info.score_range, alpha)

@@ -1,0 +1,72 @@
+"""ROS messages <-> core arrays: the only module besides `node.py` that imports ROS types.
+
+Images are converted with `codec` (no cv_bridge); output images copy the input header, so
+stamp and frame_id line up with the camera for the planner, RViz and bag tools.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from ood_perception.core.codec import decode_compressed, decode_image, output_step
+
+BIG_ENDIAN = int(sys.byteorder == "big")
+# Diagnostics levels (bytes, as diagnostic_msgs stores them).
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+def message_to_rgb(message: Image | CompressedImage) -> np.ndarray:
+    """Image or CompressedImage -> HxWx3 RGB uint8; malformed input raises ImageDecodeError."""
+    if isinstance(message, CompressedImage):
+        return decode_compressed(message.format, message.data)
+    return decode_image(message.encoding, message.height, message.width, message.step,
+                        message.data, message.is_bigendian)
+
+
+def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
+    """A `sensor_msgs/Image` of `pixels` (already in `encoding`'s layout) with `header`.
+
+    The data is copied once into the array.array the message type stores, which skips the
+    per-byte checks the generated setter runs on other sequences.
+    """
+    step = output_step(pixels, encoding)
+    data = array.array("B")
+    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    message = Image(header=header, height=pixels.shape[0], width=pixels.shape[1],
+                    encoding=encoding, is_bigendian=BIG_ENDIAN, step=step)
+    message.data = data
+    return message
+
+
+def stamp_seconds(header: Header) -> float:
+    """Header stamp as float seconds (same epoch as the node clock)."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def _value(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def diagnostics_message(
+    header_stamp, name: str, hardware_id: str, level: bytes, summary: str, values: dict
+) -> DiagnosticArray:
+    """One DiagnosticStatus with `values` flattened to key/value strings (dicts as `a/b`)."""
+    pairs = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            pairs += [KeyValue(key=f"{key}/{inner}", value=_value(v))
+                      for inner, v in sorted(value.items())]
+        else:
+            pairs.append(KeyValue(key=key, value=_value(value)))
+    status = DiagnosticStatus(level=level, name=name, message=summary, hardware_id=hardware_id,
+                              values=pairs)
+    return DiagnosticArray(header=Header(stamp=header_stamp), status=[status])

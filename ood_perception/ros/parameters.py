@@ -1,0 +1,317 @@
+"""The node's parameters as one validated, ROS-free config: names, defaults, checks, topics.
+
+`node.py` declares exactly `PARAMETERS`, reads them into `NodeConfig.from_values` and
+rebuilds the runtime part with `NodeConfig.with_runtime_values` when `ros2 param set`
+changes it. Everything here runs without rclpy, so start-up checks are unit-tested.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ood_perception.backends import BACKENDS
+from ood_perception.contract import ModelInfo
+from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.errors import ConfigurationError
+
+NODE_NAME = "ood_perception_node"
+# Params files written here key their parameters to any node, so they still apply when the
+# node runs in a namespace or under another name.
+PARAMS_FILE_KEY = "/**"
+TRANSPORTS = ("raw", "compressed")
+INPUT_QOS = ("sensor_data", "reliable")
+OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
+PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "tensorrt": ("fp16", "fp32")}
+# ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One ROS parameter: its default (which fixes its type), whether it is fixed at start-up."""
+
+    default: Any
+    kind: str  # "string", "double", "integer", "bool", "string_array", "integer_array"
+    description: str
+    read_only: bool = False
+    # Inclusive (low, high) of a double; the node declares it as the descriptor's range, so
+    # `ros2 param describe` shows it and rclpy refuses values outside it.
+    bounds: tuple[float, float] | None = None
+
+
+# Name -> spec. Read-only parameters need a restart; the others apply on `ros2 param set`.
+PARAMETERS: dict[str, ParameterSpec] = {
+    "model_path": ParameterSpec("", "string", "exported contract model (.onnx; .pt for torch)",
+                                read_only=True),
+    "backend": ParameterSpec("onnxruntime", "string",
+                             "inference runtime: " + ", ".join(sorted(BACKENDS)), read_only=True),
+    "device": ParameterSpec("cpu", "string", "cpu, cuda or cuda:N", read_only=True),
+    "precision": ParameterSpec("", "string",
+                               "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
+                               "backend's default", read_only=True),
+    "build_only": ParameterSpec(False, "bool",
+                                "tensorrt: build and cache the engine, then exit", read_only=True),
+    "image_topics": ParameterSpec(["/camera/image_raw"], "string_array",
+                                  "camera image topics (raw sensor_msgs/Image)", read_only=True),
+    "camera_names": ParameterSpec([], "string_array",
+                                  "output namespace per topic when several; default: derived "
+                                  "from the topic names", read_only=True),
+    "input_transport": ParameterSpec("raw", "string",
+                                     "raw: Image on the topic; compressed: CompressedImage on "
+                                     "<topic>/compressed", read_only=True),
+    "input_qos": ParameterSpec("sensor_data", "string",
+                               "sensor_data (best effort, depth 1) or reliable", read_only=True),
+    "score_threshold": ParameterSpec(math.nan, "double",
+                                     "pixels scoring above are obstacles; NaN: midpoint of the "
+                                     "model's score_range"),
+    "min_obstacle_area": ParameterSpec(100, "integer", "smallest obstacle blob in pixels"),
+    "gating_classes": ParameterSpec([], "integer_array",
+                                    "keep obstacles only on or next to these class ids "
+                                    "(Cityscapes: road 0); empty: no gating"),
+    "gating_dilation": ParameterSpec(0, "integer", "'next to': pixels the gating region grows"),
+    "publish_score": ParameterSpec(True, "bool", "publish ~/anomaly_score (32FC1)"),
+    "publish_mask": ParameterSpec(True, "bool", "publish ~/obstacle_mask (mono8 0/255)"),
+    "publish_overlay": ParameterSpec(True, "bool",
+                                     "publish ~/overlay (bgr8), rendered only while subscribed"),
+    "publish_semantic": ParameterSpec(False, "bool", "publish ~/semantic (mono8 class ids)"),
+    "max_frame_age": ParameterSpec(0.0, "double",
+                                   "drop frames older than this many seconds (stamp vs node "
+                                   "clock); 0: never"),
+    # Bounded to what thread waits and rclpy timers accept.
+    "batch_wait": ParameterSpec(0.005, "double",
+                                "seconds the worker waits for the other cameras' frames to "
+                                "batch them together", bounds=(0.0, 1.0)),
+    "diagnostics_period": ParameterSpec(1.0, "double", "seconds between /diagnostics messages",
+                                        read_only=True, bounds=(0.01, 3600.0)),
+}
+PUBLISH_SWITCHES = {"anomaly_score": "publish_score", "obstacle_mask": "publish_mask",
+                    "overlay": "publish_overlay", "semantic": "publish_semantic"}
+
+
+def _camera_name(topic: str) -> str:
+    """`/front/image_raw` -> `front`: the last path part that is not a standard image suffix."""
+    parts = [part for part in topic.strip("/").split("/") if part]
+    generic = {"image_raw", "image", "image_rect", "image_rect_color", "image_color",
+               "compressed"}
+    meaningful = [part for part in parts if part not in generic]
+    return (meaningful or parts or ["camera"])[-1]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the node needs, validated; `postprocess` is what `ros2 param set` changes."""
+
+    model_path: str
+    backend: str
+    device: str
+    precision: str
+    build_only: bool
+    image_topics: tuple[str, ...]
+    camera_names: tuple[str, ...]
+    input_transport: str
+    input_qos: str
+    postprocess: PostprocessConfig
+    publish: dict[str, bool] = field(default_factory=dict)
+    max_frame_age: float = 0.0
+    batch_wait: float = 0.005
+    diagnostics_period: float = 1.0
+    # The raw threshold value; NaN means "the model's score_range midpoint".
+    score_threshold: float = math.nan
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
+        """Parameter values (missing ones default) -> config, or `ConfigurationError`.
+
+        `info` resolves a NaN threshold from the model's score_range; without it a NaN
+        threshold stays a placeholder of 0.5 until the model is loaded.
+        """
+        unknown = sorted(set(values) - set(PARAMETERS))
+        if unknown:
+            raise ConfigurationError(f"unknown parameter(s): {', '.join(unknown)}")
+        merged = {name: spec.default for name, spec in PARAMETERS.items()} | values
+        checked = {name: _checked(name, merged[name]) for name in PARAMETERS}
+
+        if not checked["model_path"]:
+            raise ConfigurationError("parameter model_path is required (an exported .onnx model)")
+        if checked["backend"] not in BACKENDS:
+            raise ConfigurationError(f"parameter backend must be one of "
+                                     f"{', '.join(sorted(BACKENDS))}, got {checked['backend']!r}")
+        allowed = PRECISIONS.get(checked["backend"], ())
+        if checked["precision"] and checked["precision"] not in allowed:
+            raise ConfigurationError(f"parameter precision must be empty or one of "
+                                     f"{', '.join(allowed) or 'nothing'} for backend "
+                                     f"{checked['backend']}, got {checked['precision']!r}")
+        if checked["build_only"] and checked["backend"] != "tensorrt":
+            raise ConfigurationError("parameter build_only applies only to backend tensorrt")
+        for name, choices in (("input_transport", TRANSPORTS), ("input_qos", INPUT_QOS)):
+            if checked[name] not in choices:
+                raise ConfigurationError(f"parameter {name} must be one of {', '.join(choices)}, "
+                                         f"got {checked[name]!r}")
+        topics = tuple(checked["image_topics"])
+        if not topics or any(not _valid_topic(topic) for topic in topics):
+            raise ConfigurationError(f"parameter image_topics must list valid topic names, "
+                                     f"got {list(topics)}")
+        if len(set(topics)) != len(topics):
+            raise ConfigurationError(f"parameter image_topics lists a topic twice: {list(topics)}")
+        names = tuple(checked["camera_names"]) or tuple(_camera_name(t) for t in topics)
+        if len(names) != len(topics):
+            raise ConfigurationError(f"parameter camera_names needs one name per image topic "
+                                     f"({len(topics)}), got {len(names)}")
+        # One camera publishes on ~/<output>: its name is never used in a topic.
+        if len(topics) > 1 and (len(set(names)) != len(names) or any(
+                not re.fullmatch(_TOKEN, name) for name in names)):
+            raise ConfigurationError(f"camera names must be unique ROS name tokens (ASCII "
+                                     f"letters, digits, _), got {list(names)}; set parameter "
+                                     "camera_names")
+        if not (math.isfinite(checked["max_frame_age"]) and checked["max_frame_age"] >= 0):
+            raise ConfigurationError(f"parameter max_frame_age must be >= 0 seconds, "
+                                     f"got {checked['max_frame_age']}")
+        for name, spec in PARAMETERS.items():
+            if spec.bounds is not None and not spec.bounds[0] <= checked[name] <= spec.bounds[1]:
+                raise ConfigurationError(f"parameter {name} must be within {spec.bounds[0]:g}.."
+                                         f"{spec.bounds[1]:g}, got {checked[name]}")
+        return cls(
+            model_path=checked["model_path"], backend=checked["backend"],
+            device=checked["device"], precision=checked["precision"],
+            build_only=checked["build_only"], image_topics=topics, camera_names=names,
+            input_transport=checked["input_transport"], input_qos=checked["input_qos"],
+            postprocess=postprocess_config(checked, info),
+            publish={output: checked[switch] for output, switch in PUBLISH_SWITCHES.items()},
+            max_frame_age=checked["max_frame_age"], batch_wait=checked["batch_wait"],
+            diagnostics_period=checked["diagnostics_period"],
+            score_threshold=checked["score_threshold"],
+        )
+
+    def with_runtime_values(self, values: dict[str, Any], info: ModelInfo | None) -> NodeConfig:
+        """A copy with run-time parameters changed; read-only ones raise `ConfigurationError`."""
+        fixed = sorted(name for name in values
+                       if name in PARAMETERS and PARAMETERS[name].read_only)
+        if fixed:
+            raise ConfigurationError(f"{', '.join(fixed)} cannot change at run time; restart")
+        current = self.parameter_values() | values
+        return NodeConfig.from_values(current, info)
+
+    def parameter_values(self) -> dict[str, Any]:
+        """The config as parameter name -> value (round trip of `from_values`)."""
+        post = self.postprocess
+        return {
+            "model_path": self.model_path, "backend": self.backend, "device": self.device,
+            "precision": self.precision, "build_only": self.build_only,
+            "image_topics": list(self.image_topics), "camera_names": list(self.camera_names),
+            "input_transport": self.input_transport, "input_qos": self.input_qos,
+            "score_threshold": self.score_threshold,
+            "min_obstacle_area": post.min_obstacle_area,
+            "gating_classes": list(post.gating_classes),
+            "gating_dilation": post.gating_dilation,
+            **{switch: self.publish[output] for output, switch in PUBLISH_SWITCHES.items()},
+            "max_frame_age": self.max_frame_age, "batch_wait": self.batch_wait,
+            "diagnostics_period": self.diagnostics_period,
+        }
+
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword arguments of `create_backend` for this backend."""
+        options: dict[str, Any] = {"device": self.device}
+        if self.precision:
+            options["precision"] = self.precision
+        if self.backend == "tensorrt":
+            options |= {"max_batch": len(self.image_topics), "build_only": self.build_only}
+        return options
+
+    def input_topic(self, index: int) -> str:
+        """The topic subscribed for camera `index` (`<topic>/compressed` for compressed)."""
+        topic = self.image_topics[index]
+        return f"{topic.rstrip('/')}/compressed" if self.input_transport == "compressed" else topic
+
+    def output_topic(self, index: int, output: str) -> str:
+        """`~/<output>` for one camera, `~/<camera>/<output>` for several."""
+        if len(self.image_topics) == 1:
+            return f"~/{output}"
+        return f"~/{self.camera_names[index]}/{output}"
+
+
+def resolved_threshold(threshold: float, info: ModelInfo | None,
+                       how_to_set: str = "set parameter score_threshold") -> float:
+    """NaN -> the midpoint of the model's score_range; an explicit value passes through.
+    Every tool resolves it here, so the node, `run` and `replay` threshold alike."""
+    if not math.isnan(threshold):
+        return threshold
+    if info is None:
+        return 0.5
+    if info.score_range is None:
+        raise ConfigurationError(f"model {info.model_name!r} has no score_range metadata; "
+                                 f"{how_to_set}")
+    low, high = info.score_range
+    return (low + high) / 2.0
+
+
+def postprocess_config(values: dict[str, Any], info: ModelInfo | None,
+                       how_to_set: str = "set parameter score_threshold") -> PostprocessConfig:
+    """The postprocess part of parameter values (missing ones default), checked as at
+    start-up: the node and the tools reading its params files threshold alike."""
+    checked = {name: _checked(name, values.get(name, PARAMETERS[name].default))
+               for name in ("score_threshold", "min_obstacle_area", "gating_classes",
+                            "gating_dilation")}
+    threshold = resolved_threshold(checked["score_threshold"], info, how_to_set)
+    gating = tuple(checked["gating_classes"])
+    if gating and info is not None:
+        _check_gating(gating, info)
+    try:
+        return PostprocessConfig(
+            score_threshold=threshold, min_obstacle_area=checked["min_obstacle_area"],
+            gating_classes=gating, gating_dilation=checked["gating_dilation"])
+    except ConfigurationError as error:  # its messages start with the field's name
+        raise ConfigurationError(f"parameter {error}") from None
+
+
+def _check_gating(classes: tuple[int, ...], info: ModelInfo) -> None:
+    """Gating on classes the model cannot output would silently suppress every obstacle."""
+    unknown = [c for c in classes if info.class_names and not 0 <= c < len(info.class_names)]
+    if unknown:
+        raise ConfigurationError(
+            f"parameter gating_classes has class ids {unknown} that model "
+            f"{info.model_name!r} does not have (0..{len(info.class_names) - 1})")
+
+
+def _valid_topic(topic: str) -> bool:
+    return isinstance(topic, str) and _TOPIC.fullmatch(topic) is not None
+
+
+def _checked(name: str, value: Any) -> Any:
+    """Type check one value against its spec; integers are accepted for doubles."""
+    kind = PARAMETERS[name].kind
+    bad = ConfigurationError(f"parameter {name} must be {kind.replace('_', ' ')}, got {value!r}")
+    if kind == "double":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if kind == "string":
+        if not isinstance(value, str):
+            raise bad
+        return value
+    element = str if kind == "string_array" else int
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise bad
+    items = list(value)
+    if any(isinstance(item, bool) or not isinstance(item, element) for item in items):
+        raise bad
+    return items
+
+
+def describe(config: NodeConfig) -> str:
+    """One line for the start-up log."""
+    cameras = ", ".join(f"{name}<-{config.input_topic(i)}"
+                        for i, name in enumerate(config.camera_names))
+    return (f"backend {config.backend} on {config.device}, cameras {cameras}, "
+            f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}")

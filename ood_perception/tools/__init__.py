@@ -1,1 +1,0 @@
-"""One module per `ood-perception` command: `add_arguments(parser)` and `run(args) -> int`."""

@@ -11,7 +11,7 @@ import yaml
 
 from ood_perception.ros.parameters import PARAMETERS, PARAMS_FILE_KEY, NodeConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "ood_perception.launch.py"
 
 

@@ -14,7 +14,7 @@ from ood_perception.cli.replay import output_namespaces
 from ood_perception.io import rosbag as rosbag_io
 
 STAMP0 = 1_700_000_000_123_000_000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scene(shape=(48, 64)):

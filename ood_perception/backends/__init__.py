@@ -13,6 +13,13 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "torch": ("ood_perception.backends.torch", "TorchBackend"),
     "tensorrt": ("ood_perception.backends.tensorrt", "TensorRTBackend"),
 }
+# kind -> the precisions it builds or runs, its default first; ONNX Runtime runs the graph
+# as exported.
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": (),
+    "torch": ("fp32", "fp16", "bf16"),
+    "tensorrt": ("fp16", "fp32"),
+}
 
 
 def create_backend(kind: str, model_path: str, **options) -> Backend:
@@ -26,4 +33,4 @@ def create_backend(kind: str, model_path: str, **options) -> Backend:
     return backend_class(model_path, **options)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOutput", "create_backend"]
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendOutput", "create_backend"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ood_perception.backends.base import BackendOutput
+from ood_perception.backends.device import parse_device
 from ood_perception.contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
 from ood_perception.errors import ConfigurationError
 
@@ -36,23 +37,20 @@ def choose_providers(
     device: str, providers: list[str] | None, available: list[str]
 ) -> tuple[list, str]:
     """(providers for InferenceSession, device label) for `device` "cpu" or "cuda[:N]"."""
-    if device == "cpu":
+    parsed = parse_device(device)
+    if not parsed.is_cuda:
         chosen: list = list(providers or [CPU])
         label = "cpu"
-    elif device == "cuda" or device.startswith("cuda:"):
-        index_text = device.partition(":")[2] or "0"
-        if not index_text.isdigit():
-            raise ConfigurationError(f"bad device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    else:
+        index = parsed.index or 0
         if CUDA not in available:
             raise ConfigurationError(
                 f"device {device!r} needs onnxruntime-gpu with {CUDA}; this onnxruntime offers "
                 f"{', '.join(available)} (pip install onnxruntime-gpu, or use device 'cpu')")
-        options = {"device_id": int(index_text)}
+        options = {"device_id": index}
         names = providers or [CUDA, CPU]
         chosen = [(name, options) if name in (CUDA, TENSORRT) else name for name in names]
-        label = f"cuda:{index_text}"
-    else:
-        raise ConfigurationError(f"bad device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+        label = f"cuda:{index}"
     missing = [name for name in (providers or []) if name not in available]
     if missing:
         raise ConfigurationError(

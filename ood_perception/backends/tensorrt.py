@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ood_perception.backends import PRECISIONS as BACKEND_PRECISIONS
 from ood_perception.backends.base import BackendOutput
+from ood_perception.backends.device import parse_device
 from ood_perception.contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
 from ood_perception.errors import ConfigurationError
 
 LOGGER = logging.getLogger(__name__)
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = BACKEND_PRECISIONS["tensorrt"]
 WORKSPACE_BYTES = 4 << 30
 # How `build_engine` configures the builder; bump it when that changes, so engines built the
 # old way are rebuilt (2: TF32 off in fp32, only floating-point layers pinned to FP32).
@@ -275,9 +277,10 @@ class TensorRTBackend:
         import onnx
         import torch
 
-        if not device.startswith("cuda"):
+        parsed = parse_device(device)
+        if not parsed.is_cuda:
             raise ConfigurationError(f"backend 'tensorrt' runs on cuda, not {device!r}")
-        device_index = int(device.split(":")[1]) if ":" in device else 0
+        device_index = parsed.index or 0
         onnx_path = Path(model_path)
         engine_path = build_engine(onnx_path, precision, max_batch, device_index)
         graph = onnx.load(str(onnx_path), load_external_data=False)

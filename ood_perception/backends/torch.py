@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ood_perception.backends import PRECISIONS as BACKEND_PRECISIONS
 from ood_perception.backends.base import BackendOutput
+from ood_perception.backends.device import parse_device
 from ood_perception.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ood_perception.models.deploy import DeployModel
 
 LOGGER = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = BACKEND_PRECISIONS["torch"]
 # Run in fp32 under autocast: the GMM head expands the Mahalanobis distance into
 # x^2 - 2xm + m^2, which cancels in 16-bit floats (bf16 on CPU, random ViT-S GG weights:
 # max score error 0.27 with it in bf16, 0.23 with it in fp32, over a score spread of 5).
@@ -182,9 +184,7 @@ class TorchBackend:
 
         if precision not in PRECISIONS:
             raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if device != "cpu" and device != "cuda" and not device.startswith("cuda:"):
-            raise ConfigurationError(f"bad device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
-        if device.startswith("cuda") and not torch.cuda.is_available():
+        if parse_device(device).is_cuda and not torch.cuda.is_available():
             raise ConfigurationError(f"device {device!r} needs CUDA, which torch does not see")
         if device == "cpu" and precision == "fp16":
             raise ConfigurationError("fp16 needs a CUDA device; use fp32 or bf16 on cpu")

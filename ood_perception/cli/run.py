@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ood_perception.backends import BACKENDS, create_backend
+from ood_perception.backends.device import DEVICE_HELP
 from ood_perception.cli.arguments import check_output
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="contract ONNX (or backend model file)")
     parser.add_argument("--backend", default="onnxruntime", choices=sorted(BACKENDS),
                         help="inference runtime (default: onnxruntime)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
     parser.add_argument("--output", required=True, help="folder for the written maps")
     parser.add_argument("--threshold", type=float, default=None,
                         help="score threshold (default: midpoint of the graph's score_range)")

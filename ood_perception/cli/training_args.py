@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ood_perception.backends.device import DEVICE_HELP
 from ood_perception.cli.arguments import image_size
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 
@@ -49,7 +50,7 @@ def add_optim_arguments(parser: argparse.ArgumentParser, steps: int, lr: float,
     parser.add_argument("--weight-decay", type=float, default=weight_decay, help="AdamW decay")
     parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and order")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument("--val", type=int,
                         help="held-out synthetic scenes to evaluate on after training (default "
                         "40 when training on synthetic scenes, else 0)")

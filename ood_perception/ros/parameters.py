@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ood_perception.backends import BACKENDS
+from ood_perception.backends import BACKENDS, PRECISIONS
+from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
@@ -24,7 +25,6 @@ PARAMS_FILE_KEY = "/**"
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "reliable")
 OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
-PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "tensorrt": ("fp16", "fp32")}
 # ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")
@@ -49,7 +49,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                 read_only=True),
     "backend": ParameterSpec("onnxruntime", "string",
                              "inference runtime: " + ", ".join(sorted(BACKENDS)), read_only=True),
-    "device": ParameterSpec("cpu", "string", "cpu, cuda or cuda:N", read_only=True),
+    "device": ParameterSpec("cpu", "string", DEVICE_HELP, read_only=True),
     "precision": ParameterSpec("", "string",
                                "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
                                "backend's default", read_only=True),
@@ -140,7 +140,8 @@ class NodeConfig:
         if checked["backend"] not in BACKENDS:
             raise ConfigurationError(f"parameter backend must be one of "
                                      f"{', '.join(sorted(BACKENDS))}, got {checked['backend']!r}")
-        allowed = PRECISIONS.get(checked["backend"], ())
+        parse_device(checked["device"], "parameter device")
+        allowed = PRECISIONS[checked["backend"]]
         if checked["precision"] and checked["precision"] not in allowed:
             raise ConfigurationError(f"parameter precision must be empty or one of "
                                      f"{', '.join(allowed) or 'nothing'} for backend "

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ood_perception.backends.device import parse_device
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ood_perception.errors import ConfigurationError
 from ood_perception.models.uem.checkpoints import (
@@ -90,10 +91,7 @@ class TrainResult:
 
 def device_of(name: str) -> torch.device:
     """A torch device, refusing CUDA where there is none."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigurationError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from error
+    device = torch.device(str(parse_device(name, "--device")))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(f"--device {name}: CUDA is not available here; use cpu")
     return device

@@ -112,7 +112,7 @@ def test_device_choice():
     assert choose_providers("cpu", None, available) == (["CPUExecutionProvider"], "cpu")
     with pytest.raises(ConfigurationError, match="onnxruntime-gpu"):
         choose_providers("cuda", None, available)
-    with pytest.raises(ConfigurationError, match="bad device"):
+    with pytest.raises(ConfigurationError, match="device must be cpu, cuda or cuda:N"):
         choose_providers("tpu", None, available)
     with pytest.raises(ConfigurationError, match="not offered"):
         choose_providers("cpu", ["TensorrtExecutionProvider"], available)

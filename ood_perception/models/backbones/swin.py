@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ood_perception.models.layers.mlp import Mlp
+
 
 @dataclass(frozen=True)
 class SwinConfig:
@@ -72,16 +74,6 @@ def shift_mask(height: int, width: int, ws: int, shift: int,
     windows = window_partition(regions, ws).squeeze(-1)
     diff = windows[:, None, :] - windows[:, :, None]
     return torch.where(diff != 0, -100.0, 0.0)
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 def relative_position_index(ws: int) -> torch.Tensor:

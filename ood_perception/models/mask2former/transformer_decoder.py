@@ -8,12 +8,12 @@ FFN. Parameter names match detectron2's Mask2Former (`sem_seg_head.predictor.*`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ood_perception.models.layers.mlp import MLP
 from ood_perception.models.mask2former.pixel_decoder import sine_position_embedding
 
 
@@ -97,20 +97,6 @@ class FFNLayer(nn.Module):
         return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
 
-class MLP(nn.Module):
-    """`mask_embed`: Linear-ReLU-Linear-ReLU-Linear."""
-
-    def __init__(self, dim: int, out_dim: int, depth: int = 3):
-        super().__init__()
-        dims = [dim] * depth + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dims))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
-
-
 class MultiScaleMaskedTransformerDecoder(nn.Module):
     """(3 maps [B, C, h_l, w_l] 1/32 first, mask features [B, D, H/4, W/4])
     -> (class logits [B, Q, K+1], mask logits [B, Q, H/4, W/4]) of the last layer."""
@@ -133,7 +119,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         self.query_embed = nn.Embedding(cfg.num_queries, dim)
         self.level_embed = nn.Embedding(self.levels, dim)
         self.class_embed = nn.Linear(dim, cfg.num_classes + 1)
-        self.mask_embed = MLP(dim, cfg.mask_dim)
+        self.mask_embed = MLP(dim, dim, cfg.mask_dim, 3)
 
     def predict(self, output: torch.Tensor, mask_features: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint",
                         help="official checkpoint: UEM .ckpt, or Mask2Former .pkl/.pth")
     parser.add_argument("--segmentor-checkpoint",
-                        help="UEM only: segmentor .ckpt; default: the UEM file's segmentor.*")
+                        help="UEM only: segmentor .ckpt; fills only the segmentor tensors the "
+                        "UEM .ckpt lacks (its own win, as in the official evaluation); "
+                        "tensors that differ between the two files are reported")
     parser.add_argument("--random-init", action="store_true",
                         help="random weights (for shape, speed and export tests)")
     parser.add_argument("--score", help="anomaly score; UEM: llr (default), max_softmax, "

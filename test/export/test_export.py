@@ -19,7 +19,11 @@ from ood_perception.models.deploy import DeployModel
 from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
 from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.models.uem.build import build_uem
-from ood_perception.models.uem.checkpoints import official_uem_state, save_lightning_checkpoint
+from ood_perception.models.uem.checkpoints import (
+    official_segmentor_state,
+    official_uem_state,
+    save_lightning_checkpoint,
+)
 from ood_perception.models.uem.network import UEMNetwork, uem_config
 
 
@@ -138,15 +142,24 @@ def test_cli_export_small_vit_s(tmp_path: Path, capsys) -> None:
     assert diff < 1e-3
 
 
-def test_cli_export_from_official_checkpoint(tmp_path: Path, capsys) -> None:
+def test_cli_export_from_a_drifted_official_pair(tmp_path: Path, capsys, caplog) -> None:
+    """A UEM .ckpt whose `segmentor.*` batch-norm statistics drifted from its segmentor .ckpt
+    (official UEM training leaves the frozen segmentor in train mode): export scores with the
+    UEM file's weights, as the official evaluation does, and says that the files differ."""
+    segmentor = randomize(UEMNetwork(uem_config("s", "gd"), (28, 42)), seed=5).segmentor
     network = randomize(UEMNetwork(uem_config("s", "gd"), (28, 42)), seed=5)
     ckpt = save_lightning_checkpoint(official_uem_state(network), tmp_path / "uem.ckpt")
     out = tmp_path / "s.onnx"
     code = main(["export", "--model", "uem-dinov2-s", "--variant", "gd", "--checkpoint",
-                 str(ckpt), "--input-size", "28x42", "--window", "28x42", "--output", str(out),
-                 "--save-torch"])
+                 str(ckpt), "--segmentor-checkpoint", str(seg), "--input-size", "28x42",
+                 "--window", "28x42", "--output", str(out), "--save-torch"])
     text = capsys.readouterr().out
+    with torch.no_grad():
+        for name, tensor in network.segmentor.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.mul_(2.0)
     assert code == 0, text
+    seg = save_lightning_checkpoint(official_segmentor_state(segmentor), tmp_path / "seg.ckpt")
     assert float(re.search(r"max \|score diff\| = (\S+)", text).group(1)) < 1e-3
     loaded = load_torch_deploy(out.with_suffix(".pt")).network.coverage.network
     torch.testing.assert_close(loaded.state_dict(), network.state_dict())
@@ -154,6 +167,7 @@ def test_cli_export_from_official_checkpoint(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_cli_export_full_vit_b(tmp_path: Path, capsys) -> None:
+    assert "differ in 8 of " in caplog.text  # the 8 batch norms' running_var
     out = tmp_path / "m.onnx"
     code = main(["export", "--model", "uem-dinov2-b", "--variant", "dd", "--random-init",
                  "--input-size", "518x1036", "--output", str(out)])

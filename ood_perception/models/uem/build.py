@@ -18,7 +18,11 @@ from ood_perception.models.tiling import (
     SlidingWindow,
     covers_like_official,
 )
-from ood_perception.models.uem.checkpoints import convert_uem_state, load_state_dict
+from ood_perception.models.uem.checkpoints import (
+    compare_segmentor_states,
+    convert_uem_state,
+    load_state_dict,
+)
 from ood_perception.models.uem.network import UEMConfig, UEMNetwork, uem_config
 from ood_perception.models.uem.scores import ScoreHead
 
@@ -31,11 +35,19 @@ DEFAULT_SCORE = "llr"
 
 
 def _network_state(request: ExportRequest) -> dict[str, torch.Tensor]:
+    """The UEM file's tensors; a segmentor file fills only what it lacks (official order),
+    and any difference between the two is reported."""
     if request.checkpoint is None:
         raise ConfigurationError("UEM export needs --checkpoint (UEM .ckpt) or --random-init")
-    segmentor = (load_state_dict(request.segmentor_checkpoint)
-                 if request.segmentor_checkpoint else None)
-    return convert_uem_state(load_state_dict(request.checkpoint), segmentor)
+    state = load_state_dict(request.checkpoint)
+    if not request.segmentor_checkpoint:
+        return convert_uem_state(state)
+    segmentor = load_state_dict(request.segmentor_checkpoint)
+    note = compare_segmentor_states(state, segmentor).describe(request.checkpoint,
+                                                               request.segmentor_checkpoint)
+    if note:
+        LOGGER.warning("%s", note)
+    return convert_uem_state(state, segmentor)
 
 
 def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:

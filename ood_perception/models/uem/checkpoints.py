@@ -13,6 +13,7 @@ import collections
 import importlib
 import pickle
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -123,15 +124,69 @@ def convert_uem_state(state: dict[str, torch.Tensor],
                       ) -> dict[str, torch.Tensor]:
     """Official `OoDSegmentationModel` state -> `UEMNetwork` state.
 
-    `segmentor_state` (an official segmentor checkpoint) replaces the UEM file's `segmentor.*`.
+    The UEM file's own `segmentor.*` tensors win, as in the official evaluation: it builds the
+    segmentor from the segmentor checkpoint, then loads the UEM checkpoint over the whole
+    model. `segmentor_state` (an official segmentor checkpoint) fills only what the UEM file
+    lacks.
     """
     state = {k: v for k, v in state.items() if _needed(k)}
     if segmentor_state is not None:
-        state = {k: v for k, v in state.items() if not k.startswith("segmentor.")}
-        state.update({"segmentor." + k: v
-                      for k, v in convert_segmentor_state(segmentor_state).items()})
+        for key, value in convert_segmentor_state(segmentor_state).items():
+            state.setdefault("segmentor." + key, value)
     _check_prefixes(state, UEM_PREFIXES, "UEM")
     return state
+
+
+@dataclass(frozen=True)
+class SegmentorComparison:
+    """A UEM checkpoint's `segmentor.*` tensors against a segmentor checkpoint's (inference
+    tensors only). Official UEM training leaves the frozen segmentor in train mode, so its
+    batch-norm statistics drift and the two files differ."""
+
+    shared: int
+    # Shared tensors whose values (or shapes) differ, and the largest |difference|.
+    differing: tuple[str, ...]
+    largest: float
+    largest_key: str
+    # Tensors only the segmentor file has: they fill the UEM file's gaps.
+    filled: tuple[str, ...]
+
+    def describe(self, uem_source: str, segmentor_source: str) -> str:
+        """One line for the user; empty when the UEM file holds the segmentor file's tensors."""
+        parts = []
+        if self.differing:
+            parts.append(
+                f"{uem_source} and {segmentor_source} differ in {len(self.differing)} of "
+                f"{self.shared} segmentor tensors (largest |difference| {self.largest:.3g} in "
+                f"segmentor.{self.largest_key}); using the UEM checkpoint's, as the official "
+                "evaluation does (it loads the UEM checkpoint over the segmentor)")
+        if self.filled:
+            parts.append(f"{len(self.filled)} segmentor tensors missing from {uem_source} "
+                         f"taken from {segmentor_source}")
+        return "; ".join(parts)
+
+
+def compare_segmentor_states(state: dict[str, torch.Tensor],
+                             segmentor_state: dict[str, torch.Tensor]) -> SegmentorComparison:
+    """Compare the UEM file's `segmentor.*` with a segmentor file, tensor by tensor."""
+    ours = {k.removeprefix("segmentor."): v for k, v in state.items()
+            if k.startswith("segmentor.") and _needed(k)}
+    theirs = convert_segmentor_state(segmentor_state)
+    differing, largest, largest_key = [], 0.0, ""
+    shared = sorted(set(ours) & set(theirs))
+    for key in shared:
+        a, b = ours[key], theirs[key]
+        if a.shape != b.shape:
+            differing.append(key)
+            continue
+        difference = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+        if difference > 0:
+            differing.append(key)
+            if difference > largest:
+                largest, largest_key = difference, key
+    return SegmentorComparison(
+        shared=len(shared), differing=tuple(differing), largest=largest,
+        largest_key=largest_key, filled=tuple(sorted(set(theirs) - set(ours))))
 
 
 def official_segmentor_state(segmentor: torch.nn.Module,

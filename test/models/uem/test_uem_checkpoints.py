@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ood_perception.errors import CheckpointError
 from ood_perception.models.registry import ExportRequest
 from ood_perception.models.uem.build import build_uem
 from ood_perception.models.uem.checkpoints import (
+    compare_segmentor_states,
     load_state_dict,
     official_segmentor_state,
     official_uem_state,
@@ -68,15 +70,74 @@ def test_uem_checkpoint_reproduces_its_model(tmp_path: Path, variant: str) -> No
     assert RAN == []
 
 
-def test_segmentor_checkpoint_overrides_uem_segmentor(tmp_path: Path) -> None:
-    uem_net, seg_net = tiny_network("gd", seed=1), tiny_network("gd", seed=2)
-    uem_path = save_lightning_checkpoint(official_uem_state(uem_net), tmp_path / "uem.ckpt")
-    seg_path = save_lightning_checkpoint(official_segmentor_state(seg_net.segmentor),
+def drift_batch_norms(network: torch.nn.Module, seed: int = 9) -> torch.nn.Module:
+    """What official UEM training does to its frozen segmentor (left in train mode): the
+    batch norms' running statistics move."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in network.segmentor.state_dict().items():
+            if name.endswith("running_mean"):
+                tensor.add_(torch.randn(tensor.shape, generator=gen))
+            elif name.endswith("running_var"):
+                tensor.mul_(torch.exp(torch.randn(tensor.shape, generator=gen)))
+    return network
+
+
+def test_uem_file_segmentor_wins_over_its_segmentor_file(tmp_path: Path, caplog) -> None:
+    """Official order: the segmentor is built from the segmentor file, then the UEM
+    checkpoint is loaded over the whole model, so a drifted UEM file's statistics are used."""
+    segmentor_net = tiny_network("gd", seed=1)
+    uem_net = drift_batch_norms(tiny_network("gd", seed=1))
+    seg_path = save_lightning_checkpoint(official_segmentor_state(segmentor_net.segmentor),
                                          tmp_path / "seg.ckpt", config_object())
-    loaded = build_uem(request(uem_path, "gd", seg_path), tiny_config("gd"))
+    uem_path = save_lightning_checkpoint(official_uem_state(uem_net), tmp_path / "uem.ckpt")
+    with caplog.at_level(logging.WARNING):
+        loaded = build_uem(request(uem_path, "gd", seg_path), tiny_config("gd"))
     network = loaded.network.coverage.network
-    torch.testing.assert_close(network.segmentor.state_dict(), seg_net.segmentor.state_dict())
-    torch.testing.assert_close(network.ood_head.state_dict(), uem_net.ood_head.state_dict())
+    torch.testing.assert_close(network.state_dict(), uem_net.state_dict())
+    drifted = sum(k.endswith(("running_mean", "running_var"))
+                  for k in uem_net.segmentor.state_dict())
+    assert f"differ in {drifted} of " in caplog.text
+    assert "using the UEM checkpoint's" in caplog.text
+    official = reference("gd", 1)
+    official.network.coverage.network.load_state_dict(uem_net.state_dict())
+    segmentor_file = reference("gd", 1)
+    expected = scores(official)
+    torch.testing.assert_close(scores(loaded), expected)
+    spread = expected.max() - expected.min()
+    assert (scores(loaded) - scores(segmentor_file)).abs().max() > 0.01 * spread
+
+
+def test_segmentor_file_fills_what_the_uem_file_lacks(tmp_path: Path, caplog) -> None:
+    uem_net, seg_net = tiny_network("dd", seed=1), tiny_network("dd", seed=2)
+    state = {k: v for k, v in official_uem_state(uem_net).items()
+             if not k.startswith("segmentor.segmentation_head.")}
+    uem_path = save_lightning_checkpoint(state, tmp_path / "uem.ckpt")
+    seg_path = save_lightning_checkpoint(official_segmentor_state(seg_net.segmentor),
+                                         tmp_path / "seg.ckpt")
+    with caplog.at_level(logging.WARNING):
+        loaded = build_uem(request(uem_path, "dd", seg_path), tiny_config("dd"))
+    network = loaded.network.coverage.network
+    torch.testing.assert_close(network.segmentor.segmentation_head.state_dict(),
+                               seg_net.segmentor.segmentation_head.state_dict())
+    torch.testing.assert_close(network.segmentor.backbone.state_dict(),
+                               uem_net.segmentor.backbone.state_dict())
+    assert "2 segmentor tensors missing from" in caplog.text
+
+
+def test_segmentor_comparison_counts_and_locates_differences() -> None:
+    network = tiny_network("dd", seed=1)
+    segmentor = official_segmentor_state(network.segmentor)
+    state = official_uem_state(network)
+    same = compare_segmentor_states(state, segmentor)
+    assert same.shared == len(network.segmentor.state_dict()) and not same.differing
+    assert same.describe("u", "s") == ""
+    key = "backbone.learnable_layers.fpn1.2.running_var"
+    state["segmentor." + key] = state["segmentor." + key] + 0.5
+    state["segmentor.segmentation_head._head.bias"] = torch.zeros(3)  # another shape
+    different = compare_segmentor_states(state, segmentor)
+    assert set(different.differing) == {key, "segmentation_head._head.bias"}
+    assert different.largest_key == key and abs(different.largest - 0.5) < 1e-6
 
 
 def test_training_buffers_are_dropped(tmp_path: Path) -> None:

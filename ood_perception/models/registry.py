@@ -30,6 +30,13 @@ class ExportRequest:
     # random init). A `.pt` deploy file records them to rebuild the same network.
     decoder_layers: int | None = None
     queries: int | None = None
+    # UEM sliding windows per network call (None = all windows of a frame in one batch).
+    window_chunk: int | None = None
+    # Mask2Former: detectron2's test resize inside the graph (None = on with a checkpoint, off
+    # at random init) and what goes back to the input size (None = "masks", the official
+    # order, or "score").
+    test_resize: bool | None = None
+    resize_back: str | None = None
 
 
 MODELS: dict[str, str] = {
@@ -40,6 +47,8 @@ MODELS: dict[str, str] = {
     "uno-m2f-swin-l": "ood_perception.models.mask2former.build:build_uno_m2f_swin_l",
     "uno-m2f-swin-t": "ood_perception.models.mask2former.build:build_uno_m2f_swin_t",
     "uno-m2f-swin-b": "ood_perception.models.mask2former.build:build_uno_m2f_swin_b",
+    "uno-m2f-r50": "ood_perception.models.mask2former.build:build_uno_m2f_r50",
+    "uno-m2f-r101": "ood_perception.models.mask2former.build:build_uno_m2f_r101",
 }
 
 

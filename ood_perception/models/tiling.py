@@ -1,8 +1,10 @@
 """Sliding-window (official UEM protocol) and single-window coverage of a fixed input size.
 
-All windows of all frames go through the network as ONE batch; per-window logits are
-upsampled to the window, summed into the frame and divided by the per-pixel window count
-(the score is taken only after averaging, as in `sliding_window_inference`).
+The windows of all frames go through the network in batches of `chunk` windows per frame (all
+of them in ONE batch by default); per-window logits are upsampled to the window, summed into the
+frame and divided by the per-pixel window count (the score is taken only after averaging, as in
+`sliding_window_inference`). Chunks bound the memory of a graph: a ViT-B attention matrix over
+one 518x1036 window is 361 MB in fp32, 16 GB for the 45 windows of a 1024x2048 frame.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._higher_order_ops.scan import scan
 
 from ood_perception.errors import ConfigurationError
 
@@ -47,40 +50,78 @@ def enumerate_windows(size: tuple[int, int], window: tuple[int, int],
 
 
 class SlidingWindow(nn.Module):
-    """Normalised frames [B, 3, H, W] -> (F, U) averaged over windows, at [H, W]."""
+    """Normalised frames [B, 3, H, W] -> (F, U) averaged over windows, at [H, W].
+
+    `chunk`: windows per frame in one network call (None = all), a divisor of the window
+    count. The result does not depend on it, the peak memory does: an exported graph runs the
+    chunks in an ONNX `Scan` (the network once in the graph, its activations for one chunk at
+    a time), eager PyTorch in a loop.
+    """
 
     def __init__(self, network: nn.Module, size: tuple[int, int], window: tuple[int, int],
-                 stride: int):
+                 stride: int, chunk: int | None = None):
         super().__init__()
         self.network = network
         self.size = tuple(size)
         self.window = tuple(window)
         self.windows = enumerate_windows(self.size, self.window, stride)
-        count = torch.zeros(self.size)
+        count = len(self.windows)
+        if chunk is not None and (chunk <= 0 or count % chunk):
+            divisors = [d for d in range(1, count + 1) if count % d == 0]
+            raise ConfigurationError(
+                f"window chunk must divide the {count} windows of a {size[0]}x{size[1]} input: "
+                f"one of {', '.join(map(str, divisors))}; got {chunk}")
+        self.chunk = chunk or count
+        coverage = torch.zeros(self.size)
         for top, left in self.windows:
-            count[top:top + window[0], left:left + window[1]] += 1
-        self.register_buffer("inv_count", 1.0 / count, persistent=False)
+            coverage[top:top + window[0], left:left + window[1]] += 1
+        self.register_buffer("inv_count", 1.0 / coverage, persistent=False)
 
-    def _merge(self, per_window: torch.Tensor, batch: int) -> torch.Tensor:
-        """[B * n, C, h, w] -> window-averaged [B, C, H, W]."""
+    @property
+    def uses_scan(self) -> bool:
+        """Whether an export runs the network in an ONNX `Scan` (several chunks)."""
+        return self.chunk < len(self.windows)
+
+    def _run_network(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, B, 3, h, w] window-major crops -> (F [n, B, K, h', w'], U [n, B, 2, h'', w''])."""
+        count, batch = crops.shape[:2]
+        chunks = crops.reshape(count // self.chunk, self.chunk * batch, *crops.shape[2:])
+        if self.chunk == count:
+            seg, uem = self.network(chunks[0])
+        elif torch.compiler.is_exporting():
+            _, (seg, uem) = scan(self._scan_step, chunks.new_zeros(1), chunks)
+        else:
+            outputs = [self.network(chunk) for chunk in chunks]
+            seg = torch.stack([out[0] for out in outputs])
+            uem = torch.stack([out[1] for out in outputs])
+        return (seg.reshape(count, batch, *seg.shape[-3:]),
+                uem.reshape(count, batch, *uem.shape[-3:]))
+
+    def _scan_step(self, carry: torch.Tensor, chunk: torch.Tensor):
+        return carry.clone(), self.network(chunk)
+
+    def _merge(self, per_window: torch.Tensor) -> torch.Tensor:
+        """[n, B, C, h, w] logits -> upsampled to the window, placed, averaged: [B, C, H, W].
+
+        One chunk of windows is upsampled at a time (the same sums in the same order)."""
         wh, ww = self.window
         height, width = self.size
-        up = F.interpolate(per_window, size=self.window, mode="bilinear", align_corners=False)
-        up = up.reshape(batch, len(self.windows), up.shape[1], wh, ww)
         total = None
-        for index, (top, left) in enumerate(self.windows):
-            pad = (left, width - left - ww, top, height - top - wh)
-            part = F.pad(up[:, index], pad)
-            total = part if total is None else total + part
+        for first in range(0, len(self.windows), self.chunk):
+            part = per_window[first:first + self.chunk]
+            up = F.interpolate(part.flatten(0, 1), size=self.window, mode="bilinear",
+                               align_corners=False).unflatten(0, part.shape[:2])
+            for index, (top, left) in enumerate(self.windows[first:first + self.chunk]):
+                placed = F.pad(up[index], (left, width - left - ww, top, height - top - wh))
+                total = placed if total is None else total + placed
         return total * self.inv_count
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wh, ww = self.window
         crops = torch.stack([x[:, :, top:top + wh, left:left + ww]
-                             for top, left in self.windows], dim=1)
-        batch = x.shape[0]
-        seg, uem = self.network(crops.reshape(-1, x.shape[1], wh, ww))
-        return self._merge(seg, batch), self._merge(uem, batch)
+                             for top, left in self.windows])
+        seg, uem = self._run_network(crops)
+        return self._merge(seg), self._merge(uem)
 
 
 class SingleWindow(nn.Module):

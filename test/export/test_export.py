@@ -46,8 +46,10 @@ def test_deploy_model_normalises_inside() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_deploy() -> DeployModel:
+    """GMM heads, 6 windows run 2 at a time (an ONNX Scan over 3 chunks)."""
     deploy = build_uem(ExportRequest(model="uem-tiny", random_init=True, input_size=(70, 112),
-                                     window=WINDOW, stride=14), tiny_config("gg"))
+                                     window=WINDOW, stride=14, window_chunk=2),
+                       tiny_config("gg"))
     net = tiny_network("gg", seed=4)
     deploy.network.coverage.network.load_state_dict(net.state_dict())
     return deploy.eval()
@@ -63,6 +65,10 @@ def test_onnx_matches_torch_with_dynamic_batch(tmp_path: Path, tiny_deploy) -> N
     info = ModelInfo.from_metadata(props, (70, 112))
     assert info == tiny_deploy.info
     assert info.tiling["windows"] == len(tiny_deploy.network.coverage.windows)
+    assert info.tiling["chunk"] == 2
+    # The network is in the graph once, inside a Scan over the chunks.
+    assert [node.op_type for node in model.graph.node].count("Scan") == 1
+    assert not any(node.op_type == "Conv" for node in model.graph.node)
     images = sample_images(tiny_deploy.info, batch=3, seed=7)
     assert check_onnxruntime(path, tiny_deploy, images) < 1e-3
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -148,26 +154,26 @@ def test_cli_export_from_a_drifted_official_pair(tmp_path: Path, capsys, caplog)
     UEM file's weights, as the official evaluation does, and says that the files differ."""
     segmentor = randomize(UEMNetwork(uem_config("s", "gd"), (28, 42)), seed=5).segmentor
     network = randomize(UEMNetwork(uem_config("s", "gd"), (28, 42)), seed=5)
+    with torch.no_grad():
+        for name, tensor in network.segmentor.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.mul_(2.0)
     ckpt = save_lightning_checkpoint(official_uem_state(network), tmp_path / "uem.ckpt")
+    seg = save_lightning_checkpoint(official_segmentor_state(segmentor), tmp_path / "seg.ckpt")
     out = tmp_path / "s.onnx"
     code = main(["export", "--model", "uem-dinov2-s", "--variant", "gd", "--checkpoint",
                  str(ckpt), "--segmentor-checkpoint", str(seg), "--input-size", "28x42",
                  "--window", "28x42", "--output", str(out), "--save-torch"])
     text = capsys.readouterr().out
-    with torch.no_grad():
-        for name, tensor in network.segmentor.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.mul_(2.0)
     assert code == 0, text
-    seg = save_lightning_checkpoint(official_segmentor_state(segmentor), tmp_path / "seg.ckpt")
     assert float(re.search(r"max \|score diff\| = (\S+)", text).group(1)) < 1e-3
+    assert "differ in 8 of " in caplog.text  # the 8 batch norms' running_var
     loaded = load_torch_deploy(out.with_suffix(".pt")).network.coverage.network
     torch.testing.assert_close(loaded.state_dict(), network.state_dict())
 
 
 @pytest.mark.slow
 def test_cli_export_full_vit_b(tmp_path: Path, capsys) -> None:
-    assert "differ in 8 of " in caplog.text  # the 8 batch norms' running_var
     out = tmp_path / "m.onnx"
     code = main(["export", "--model", "uem-dinov2-b", "--variant", "dd", "--random-init",
                  "--input-size", "518x1036", "--output", str(out)])

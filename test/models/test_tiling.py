@@ -115,3 +115,28 @@ def test_sizes_the_official_enumeration_leaves_uncovered_are_flagged() -> None:
     assert covers_like_official((1024, 2048), (518, 1036), 140)
     assert not covers_like_official((40, 72), (16, 32), 10)
     assert official_starts(72, 32, 10)[-1] + 32 < 72 == window_starts(72, 32, 10)[-1] + 32
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_window_chunks_give_the_same_scores(chunk: int) -> None:
+    network = tiny_network("gg")
+    size = (70, 112)
+    whole = ScoredNetwork(SlidingWindow(network, size, WINDOW, 14), ScoreHead("llr"))
+    chunked = ScoredNetwork(SlidingWindow(network, size, WINDOW, 14, chunk), ScoreHead("llr"))
+    calls = []
+    network.segmentor.backbone.dinov2.register_forward_hook(
+        lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = whole(x)
+        calls.clear()
+        score, classes = chunked(x)
+    assert calls == [2 * chunk] * (6 // chunk)
+    torch.testing.assert_close(score, expected[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(classes, expected[1])
+
+
+def test_window_chunk_must_divide_the_window_count() -> None:
+    with pytest.raises(ConfigurationError, match="divide the 6 windows.*1, 2, 3, 6; got 4"):
+        SlidingWindow(tiny_network("dd"), (70, 112), WINDOW, 14, chunk=4)
+

@@ -56,10 +56,17 @@ def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:
         raise ConfigurationError("--random-init excludes --checkpoint/--segmentor-checkpoint")
     if request.decoder_layers is not None or request.queries is not None:
         raise ConfigurationError("decoder layers and queries apply to Mask2Former, not UEM")
+    unused = [flag for flag, value in (("--test-resize", request.test_resize),
+                                       ("--resize-back", request.resize_back))
+              if value is not None]
+    if unused:
+        raise ConfigurationError(f"{', '.join(unused)} apply to Mask2Former, not UEM (UEM "
+                                 "slides windows over the frame at its own size)")
     window = tuple(request.window or DEFAULT_WINDOW)
     size = tuple(request.input_size)
-    if request.single_window and request.stride is not None:
-        raise ConfigurationError("--stride applies to sliding windows, not --single-window")
+    if request.single_window and (request.stride is not None or request.window_chunk):
+        raise ConfigurationError("--stride and --window-chunk apply to sliding windows, not "
+                                 "--single-window")
     torch.manual_seed(request.seed)
     network = UEMNetwork(cfg, window)
     if not request.random_init:
@@ -74,7 +81,7 @@ def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:
             raise ConfigurationError(
                 f"window {window[0]}x{window[1]} is larger than the input size "
                 f"{size[0]}x{size[1]}; use --single-window or a smaller --window")
-        coverage = SlidingWindow(network, size, window, stride)
+        coverage = SlidingWindow(network, size, window, stride, request.window_chunk)
         official = covers_like_official(size, window, stride)
         if not official:
             LOGGER.warning(
@@ -82,7 +89,8 @@ def build_uem(request: ExportRequest, cfg: UEMConfig) -> DeployModel:
                 "(side - window a multiple of the stride %d); these windows add the last one, so "
                 "scores differ from the official protocol's on that input size", *size, stride)
         tiling = {"mode": "sliding", "window": list(window), "stride": stride,
-                  "windows": len(coverage.windows), "official_windows": official}
+                  "windows": len(coverage.windows), "official_windows": official,
+                  "chunk": coverage.chunk}
     score = request.score or DEFAULT_SCORE
     info = ModelInfo(
         input_height=size[0], input_width=size[1],

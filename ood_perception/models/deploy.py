@@ -13,18 +13,26 @@ from ood_perception.contract import ModelInfo
 
 
 class DeployModel(nn.Module):
-    """uint8 RGB [B, H, W, 3] -> (anomaly_score float32 [B, H, W], semantic uint8 [B, H, W])."""
+    """uint8 RGB [B, H, W, 3] -> (anomaly_score float32 [B, H, W], semantic uint8 [B, H, W]).
 
-    def __init__(self, network: nn.Module, info: ModelInfo):
+    `resize` (optional) maps the 0-255 image [B, 3, H, W] to the network's size before the
+    normalisation, where an official test path resizes the uint8 image.
+    """
+
+    def __init__(self, network: nn.Module, info: ModelInfo, resize: nn.Module | None = None):
         super().__init__()
         self.network = network
         self.info = info
+        self.resize = resize
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1),
                              persistent=False)
         self.register_buffer("inv_std", 1.0 / torch.tensor(info.std).view(1, -1, 1, 1),
                              persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (image.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+        x = image.permute(0, 3, 1, 2).float()
+        if self.resize is not None:
+            x = self.resize(x)
+        x = (x - self.mean) * self.inv_std
         score, classes = self.network(x)
         return score.float(), classes.to(torch.uint8)

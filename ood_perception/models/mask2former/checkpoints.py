@@ -19,9 +19,13 @@ import torch
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ood_perception.errors import CheckpointError
 from ood_perception.models import loading as strict_loading
+from ood_perception.models.layers.frozen_batch_norm import FrozenBatchNorm2d
 
 # Loss-only buffer of SetCriterion (no-object class weight): not needed for inference.
 NOT_NEEDED = ("criterion.empty_weight",)
+# Step counters of batch norms trained unfrozen (the R50/R101 configs' SyncBN); inference uses
+# only their statistics and affine terms.
+NOT_NEEDED_SUFFIXES = (".num_batches_tracked",)
 # Registered non-persistent upstream; older detectron2 files may still carry them.
 NORMALISATION_KEYS = ("pixel_mean", "pixel_std")
 CLASS_KEY = "sem_seg_head.predictor.class_embed.weight"
@@ -78,9 +82,13 @@ def load_m2f_state(path: str | Path) -> dict[str, torch.Tensor]:
             value = torch.from_numpy(np.ascontiguousarray(value))
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, not an array")
-        if key not in NOT_NEEDED:
+        if _needed(key):
             state[key] = value
     return state
+
+
+def _needed(key: str) -> bool:
+    return key not in NOT_NEEDED and not key.endswith(NOT_NEEDED_SUFFIXES)
 
 
 def head_sizes(state: dict[str, torch.Tensor], source: str) -> tuple[int, int]:
@@ -107,7 +115,7 @@ def inference_state(state: dict[str, torch.Tensor], source: str) -> dict[str, to
                                                torch.tensor(expected[key]).double(), atol=1e-3):
             raise CheckpointError(f"{source}: {key} {state[key].flatten().tolist()} differs from "
                                   f"detectron2's {list(expected[key])}, which the graph applies")
-    return {k: v for k, v in state.items() if k not in NORMALISATION_KEYS + NOT_NEEDED}
+    return {k: v for k, v in state.items() if k not in NORMALISATION_KEYS and _needed(k)}
 
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -116,10 +124,14 @@ def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
 
 
 def detectron2_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Our state in the layout detectron2 saves (loss buffer included): for tests and tools."""
+    """Our state in the layout detectron2 saves (loss buffer and, for a ResNet trained with
+    SyncBN, the batch norms' step counters included): for tests and tools."""
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     classes = state[CLASS_KEY].shape[0]
     state["criterion.empty_weight"] = torch.ones(classes)
+    for name, child in module.named_modules():
+        if isinstance(child, FrozenBatchNorm2d):
+            state[f"{name}.num_batches_tracked"] = torch.tensor(90000)
     return state
 
 

@@ -12,7 +12,7 @@ from test_mask2former import SIZE, tiny_config, tiny_model
 
 from ood_perception.errors import CheckpointError, ConfigurationError
 from ood_perception.models.backbones.swin import SWIN_T
-from ood_perception.models.mask2former.build import build_uno_m2f_swin_t
+from ood_perception.models.mask2former.build import RESNET_50, build_uno_m2f_swin_t
 from ood_perception.models.mask2former.checkpoints import (
     decoder_layers,
     detectron2_state,
@@ -28,7 +28,7 @@ from ood_perception.models.mask2former.model import (
     Mask2FormerScored,
 )
 from ood_perception.models.mask2former.transformer_decoder import DecoderConfig
-from ood_perception.models.registry import ExportRequest
+from ood_perception.models.registry import ExportRequest, build_model
 
 RAN: list[str] = []
 
@@ -130,10 +130,10 @@ def test_builder_reads_a_closed_set_swin_t_checkpoint(tmp_path: Path) -> None:
     """A K+1 model-zoo .pkl: head size and query count come from the file; UNO is refused."""
     torch.manual_seed(5)
     source = Mask2Former(Mask2FormerConfig(
-        swin=SWIN_T, decoder=DecoderConfig(num_classes=19, num_queries=12))).eval()
+        backbone=SWIN_T, decoder=DecoderConfig(num_classes=19, num_queries=12))).eval()
     path = save_pkl(detectron2_state(source), tmp_path / "model_final.pkl")
     request = ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path), score="eam",
-                            input_size=(64, 96))
+                            input_size=(64, 96), test_resize=False)
     deploy = build_uno_m2f_swin_t(request)
     image = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(1))
@@ -156,13 +156,13 @@ def test_a_single_decoder_layer_checkpoint_as_rba_ships_loads(tmp_path: Path) ->
     from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
 
     torch.manual_seed(6)
-    source = Mask2Former(Mask2FormerConfig(swin=SWIN_T, decoder=DecoderConfig(
+    source = Mask2Former(Mask2FormerConfig(backbone=SWIN_T, decoder=DecoderConfig(
         num_classes=19, num_queries=8, layers=1))).eval()
     state = detectron2_state(source)
     assert decoder_layers(state) == 1
     path = save_pkl(state, tmp_path / "rba_1dl.pkl")
     request = ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path), score="rba",
-                            input_size=(64, 96))
+                            input_size=(64, 96), test_resize=False)
     deploy = build_uno_m2f_swin_t(request)
     image = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(2))
@@ -174,3 +174,53 @@ def test_a_single_decoder_layer_checkpoint_as_rba_ships_loads(tmp_path: Path) ->
     with pytest.raises(ConfigurationError, match="has 1 decoder layers, not 9"):
         build_uno_m2f_swin_t(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
                                            score="rba", input_size=(64, 96), decoder_layers=9))
+
+
+def r50_uno(seed: int = 8) -> Mask2Former:
+    """Open-set-M2F's R50 UNO layout (K+2 head) with one masked-attention layer, 8 queries."""
+    torch.manual_seed(seed)
+    model = Mask2Former(Mask2FormerConfig(backbone=RESNET_50, decoder=DecoderConfig(
+        num_classes=20, num_queries=8, layers=1))).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # trained-looking batch norms: statistics and affine terms differ
+        for name, tensor in model.backbone.state_dict().items():
+            if name.endswith(("running_var", "weight")) and ".norm." in name:
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            elif name.endswith(("running_mean", "bias")) and ".norm." in name:
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+    return model
+
+
+def test_r50_uno_checkpoint_loads_strictly_and_scores(tmp_path: Path) -> None:
+    """detectron2's R50 names with SyncBN step counters (dropped by name), K+2 head."""
+    source = r50_uno()
+    state = detectron2_state(source)
+    assert "backbone.res4.5.conv2.norm.num_batches_tracked" in state
+    assert "backbone.stem.conv1.norm.running_var" in state
+    path = save_pth(state, tmp_path / "model_final.pth")
+    request = ExportRequest(model="uno-m2f-r50", checkpoint=str(path), input_size=(64, 96),
+                            test_resize=False)
+    deploy = build_model(request)
+    image = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(3))
+    x = (image.permute(0, 3, 1, 2).float() - deploy.mean) * deploy.inv_std
+    with torch.no_grad():
+        expected = Mask2FormerScored(source, "uno")(x)[0]
+        torch.testing.assert_close(deploy(image)[0], expected)
+    assert deploy.variant == "uno" and expected.std() > 0
+    with pytest.raises(CheckpointError, match="missing"):  # not a Swin checkpoint
+        build_model(ExportRequest(model="uno-m2f-swin-t", checkpoint=str(path),
+                                  input_size=(64, 96), test_resize=False))
+
+
+@pytest.mark.slow
+def test_r50_uno_checkpoint_exports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ood_perception.cli.main import main
+
+    path = save_pth(detectron2_state(r50_uno()), tmp_path / "model_final.pth")
+    output = tmp_path / "r50.onnx"
+    code = main(["export", "--model", "uno-m2f-r50", "--checkpoint", str(path),
+                 "--input-size", "64x96", "--no-test-resize", "--output", str(output)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert float(out.split("max |score diff| = ")[1].split()[0]) < 1e-3

@@ -110,6 +110,14 @@ def test_torch_deploy_round_trip(tmp_path: Path) -> None:
     (["--model", "uem-nope", "--random-init"], "uem-dinov2-b"),
     (["--model", "uem-dinov2-b", "--variant", "xx", "--random-init"], "variant"),
     (["--model", "uem-dinov2-b", "--random-init", "--score", "entropy"], "score"),
+    (["--model", "uno-m2f-swin-l", "--random-init", "--window-chunk", "3"],
+     "--window-chunk apply only to uem-* models"),
+    (["--model", "uem-dinov2-s", "--random-init", "--window-chunk", "0"],
+     "--window-chunk must be positive"),
+    (["--model", "uem-dinov2-s", "--random-init", "--window-chunk", "2"],
+     "window chunk must divide the 1 windows of a 28x42 input: one of 1; got 2"),
+    (["--model", "uem-dinov2-s", "--random-init", "--no-test-resize"],
+     "--test-resize apply to Mask2Former"),
 ])
 def test_cli_errors(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
     code = main(["export", *argv, "--input-size", "28x42", "--window", "28x42",

@@ -101,20 +101,32 @@ class SlidingWindow(nn.Module):
         return carry.clone(), self.network(chunk)
 
     def _merge(self, per_window: torch.Tensor) -> torch.Tensor:
-        """[n, B, C, h, w] logits -> upsampled to the window, placed, averaged: [B, C, H, W].
+        """[n, B, C, h, w] logits -> upsampled to the window, summed in place, averaged:
+        [B, C, H, W].
 
         One chunk of windows is upsampled at a time (the same sums in the same order)."""
-        wh, ww = self.window
-        height, width = self.size
-        total = None
+        total = per_window.new_zeros(*per_window.shape[1:3], *self.size)
         for first in range(0, len(self.windows), self.chunk):
             part = per_window[first:first + self.chunk]
             up = F.interpolate(part.flatten(0, 1), size=self.window, mode="bilinear",
                                align_corners=False).unflatten(0, part.shape[:2])
             for index, (top, left) in enumerate(self.windows[first:first + self.chunk]):
-                placed = F.pad(up[index], (left, width - left - ww, top, height - top - wh))
-                total = placed if total is None else total + placed
+                total = self._add_window(total, up[index], top, left)
         return total * self.inv_count
+
+    def _add_window(self, total: torch.Tensor, window: torch.Tensor, top: int,
+                    left: int) -> torch.Tensor:
+        """`total` [B, C, H, W] with `window` [B, C, h, w] added at (top, left).
+
+        Built from slices of `total`, so every sum depends on the previous one: a graph
+        runtime cannot compute the windows' frame-size copies ahead of the sums and hold them
+        all (a zero-padded copy per window took ONNX Runtime past 8 GB at 1024x2048)."""
+        wh, ww = self.window
+        rows = total[:, :, top:top + wh]
+        band = [rows[..., :left], rows[..., left:left + ww] + window, rows[..., left + ww:]]
+        band = torch.cat([part for part in band if part.shape[-1]], dim=-1)
+        frame = [total[:, :, :top], band, total[:, :, top + wh:]]
+        return torch.cat([part for part in frame if part.shape[-2]], dim=-2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wh, ww = self.window

@@ -140,3 +140,38 @@ def test_window_chunk_must_divide_the_window_count() -> None:
     with pytest.raises(ConfigurationError, match="divide the 6 windows.*1, 2, 3, 6; got 4"):
         SlidingWindow(tiny_network("dd"), (70, 112), WINDOW, 14, chunk=4)
 
+
+
+
+class _TwoMaps(torch.nn.Module):
+    """A stand-in network: (F [n, 4, h/4, w/4], U [n, 2, h/4, w/4]) from one strided conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.conv(x)
+        return maps, maps[:, :2]
+
+
+def test_windows_are_summed_into_slices_of_the_running_sum(tmp_path) -> None:
+    """In the graph every window is added to slices of the running sum (no zero-padded
+    frame-size copy per window: ONNX Runtime computed those ahead of the sums and held them,
+    8 GB at 1024x2048), and ONNX Runtime gives PyTorch's average."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = SlidingWindow(_TwoMaps(), (40, 72), (16, 32), 10).eval()
+    x = torch.randn(1, 3, 40, 72)
+    path = str(tmp_path / "merge.onnx")
+    torch.onnx.export(model, (x,), path, input_names=["x"], dynamo=True, opset_version=18)
+    assert "Pad" not in {node.op_type for node in onnx.load(path).graph.node}
+    seg, uem = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    np.testing.assert_allclose(seg, expected[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(uem, expected[1].numpy(), atol=1e-6)

@@ -1,4 +1,4 @@
-"""The exported-graph contract every backend and exporter shares (DESIGN.md section 5).
+"""The exported-graph contract every backend and exporter shares, and the output names.
 
 A graph takes uint8 RGB frames at its input size and returns a float32 anomaly score
 (higher = more anomalous) and uint8 class ids. Its ONNX `metadata_props` describe it,
@@ -14,6 +14,12 @@ INPUT_NAME = "image"
 SCORE_NAME = "anomaly_score"
 SEMANTIC_NAME = "semantic"
 CONTRACT_VERSION = "1"
+# Per-frame image outputs: node topics (`~/<name>`) and replayed bag topics (`<ns>/<name>`).
+MASK_OUTPUT = "obstacle_mask"
+OVERLAY_OUTPUT = "overlay"
+IMAGE_OUTPUTS = (SCORE_NAME, MASK_OUTPUT, OVERLAY_OUTPUT, SEMANTIC_NAME)
+# Label value of pixels that are neither trained on nor evaluated (Cityscapes' ignore id).
+IGNORE_LABEL = 255
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",

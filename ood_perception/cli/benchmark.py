@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ood_perception.cli.arguments import image_size
-from ood_perception.errors import OodPerceptionError
 
 TINY_FRAME_SIZE = (70, 126)
 
@@ -107,9 +105,5 @@ def run_benchmark_command(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        run_benchmark_command(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception benchmark: error: {error}", file=sys.stderr)
-        return 2
+    run_benchmark_command(args)
     return 0

@@ -7,12 +7,11 @@ ONNX Runtime on random frames and prints the largest score difference from PyTor
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from ood_perception.cli.arguments import check_output, image_size
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 
 # Flags that only the UEM family (`uem-*`) understands.
 UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
@@ -69,34 +68,30 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        _check_flags(args)
-        from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
-        from ood_perception.models.deploy_file import save_torch_deploy
-        from ood_perception.models.registry import ExportRequest, build_model
+    _check_flags(args)
+    from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
+    from ood_perception.models.deploy_file import save_torch_deploy
+    from ood_perception.models.registry import ExportRequest, build_model
 
-        request = ExportRequest(
-            model=args.model, variant=args.variant, checkpoint=args.checkpoint,
-            segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
-            score=args.score, input_size=args.input_size, window=args.window,
-            stride=args.stride, single_window=args.single_window, seed=args.seed)
-        start = time.perf_counter()
-        deploy = build_model(request)
-        built = time.perf_counter()
-        path = export_onnx(deploy, args.output, opset=args.opset, exporter=args.exporter)
-        exported = time.perf_counter()
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {deploy.info.model_name}, "
-              f"score {deploy.info.score_name}, tiling {deploy.info.tiling}); "
-              f"build {built - start:.1f} s, export {exported - built:.1f} s")
-        if args.save_torch:
-            torch_path = save_torch_deploy(deploy, request, path.with_suffix(".pt"))
-            print(f"wrote {torch_path}")
-        if not args.no_check:
-            images = sample_images(deploy.info, batch=1, seed=args.seed + 1)
-            diff = check_onnxruntime(path, deploy, images)
-            print(f"onnxruntime vs torch: max |score diff| = {diff:.3g} "
-                  f"({time.perf_counter() - exported:.1f} s)")
-    except OodPerceptionError as error:
-        print(f"ood-perception export: {error}", file=sys.stderr)
-        return 2
+    request = ExportRequest(
+        model=args.model, variant=args.variant, checkpoint=args.checkpoint,
+        segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
+        score=args.score, input_size=args.input_size, window=args.window,
+        stride=args.stride, single_window=args.single_window, seed=args.seed)
+    start = time.perf_counter()
+    deploy = build_model(request)
+    built = time.perf_counter()
+    path = export_onnx(deploy, args.output, opset=args.opset, exporter=args.exporter)
+    exported = time.perf_counter()
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {deploy.info.model_name}, "
+          f"score {deploy.info.score_name}, tiling {deploy.info.tiling}); "
+          f"build {built - start:.1f} s, export {exported - built:.1f} s")
+    if args.save_torch:
+        torch_path = save_torch_deploy(deploy, request, path.with_suffix(".pt"))
+        print(f"wrote {torch_path}")
+    if not args.no_check:
+        images = sample_images(deploy.info, batch=1, seed=args.seed + 1)
+        diff = check_onnxruntime(path, deploy, images)
+        print(f"onnxruntime vs torch: max |score diff| = {diff:.3g} "
+              f"({time.perf_counter() - exported:.1f} s)")
     return 0

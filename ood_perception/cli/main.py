@@ -1,7 +1,8 @@
-"""`ood-perception` command line: one sub-command per tool, each in `ood_perception/tools/`.
+"""`ood-perception` command line: one sub-command per module of `ood_perception/cli/`.
 
 Only the chosen command's module is imported, so `--help` stays fast and a tool's heavy
-dependencies (torch, matplotlib) load only when that tool runs.
+dependencies (torch, matplotlib) load only when that tool runs. A command's
+`OodPerceptionError` becomes one line on stderr and exit code 2, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from ood_perception.errors import OodPerceptionError
 
 # command -> (module under ood_perception.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(rest)
     try:
         return int(args.handler(args) or 0)
+    except OodPerceptionError as error:  # what a user can fix: one line, exit 2
+        print(f"ood-perception {command}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -20,7 +20,7 @@ from ood_perception.backends.device import DEVICE_HELP
 from ood_perception.cli.arguments import check_output
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 from ood_perception.ros.parameters import resolved_threshold
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -193,11 +193,7 @@ def run_files(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        summary = run_files(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception run: {error}", file=sys.stderr)
-        return 2
+    summary = run_files(args)
     stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in summary["mean_ms"].items())
     print(f"{summary['frames']} frames -> {summary['output']} (threshold "
           f"{summary['threshold']:g}); mean ms per frame: {stages}; "

@@ -139,3 +139,17 @@ def output_step(array: np.ndarray, encoding: str) -> int:
             f"{encoding} needs {dtype} {'HxW' if channels == 1 else 'HxWx3'}, got "
             f"{array.dtype} {array.shape}")
     return array.shape[1] * channels * dtype.itemsize
+
+
+def decode_output(encoding: str, height: int, width: int, step: int,
+                  data: bytes | memoryview | np.ndarray, is_bigendian: int = 0) -> np.ndarray:
+    """The inverse of `encode_image`: an output image's fields -> HxW or HxWx3 array (copy)."""
+    if encoding not in _OUTPUTS:
+        raise ImageDecodeError(
+            "unknown_encoding",
+            f"cannot decode {encoding!r}; supported: {', '.join(sorted(_OUTPUTS))}")
+    dtype, channels = _OUTPUTS[encoding]
+    dtype = dtype.newbyteorder(">" if is_bigendian else "<")
+    rows = _pixel_rows(height, width, step, data, channels * dtype.itemsize)
+    values = np.ascontiguousarray(rows).view(dtype).astype(dtype.newbyteorder("="))
+    return values[:, :, 0] if channels == 1 else values

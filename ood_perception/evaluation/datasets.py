@@ -25,11 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
 
 FORMATS = ("road_anomaly", "fs_laf", "smiyc_ra21", "smiyc_ro21", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
 
-INLIER, ANOMALY, IGNORE = 0, 1, 255
+INLIER, ANOMALY, IGNORE = 0, 1, IGNORE_LABEL
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.evaluation.pixel_metrics import Curve, downsample_curve
 
 THUMB_WIDTH = 320
@@ -35,7 +36,7 @@ def thumbnail(rgb: np.ndarray | None, score: np.ndarray, label: np.ndarray) -> n
     small = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
     truth = image // 2
     truth[small == 1] = (0, 220, 0)
-    truth[small == 255] = (128, 128, 128)
+    truth[small == IGNORE_LABEL] = (128, 128, 128)
     return np.concatenate([image, heat, truth] if panels_image else [heat, truth], axis=1)
 
 

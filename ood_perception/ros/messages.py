@@ -1,4 +1,4 @@
-"""ROS messages <-> core arrays: the only module besides `node.py` that imports ROS types.
+"""ROS messages <-> core arrays, with the core codec (no cv_bridge).
 
 Images are converted with `codec` (no cv_bridge); output images copy the input header, so
 stamp and frame_id line up with the camera for the planner, RViz and bag tools.
@@ -15,7 +15,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ood_perception.core.codec import decode_compressed, decode_image, output_step
+from ood_perception.core.codec import (
+    decode_compressed,
+    decode_image,
+    decode_output,
+    output_step,
+)
 
 BIG_ENDIAN = int(sys.byteorder == "big")
 # Diagnostics levels (bytes, as diagnostic_msgs stores them).
@@ -28,6 +33,12 @@ def message_to_rgb(message: Image | CompressedImage) -> np.ndarray:
         return decode_compressed(message.format, message.data)
     return decode_image(message.encoding, message.height, message.width, message.step,
                         message.data, message.is_bigendian)
+
+
+def image_array(message: Image) -> np.ndarray:
+    """An output image (32FC1, mono8, bgr8, rgb8) -> HxW or HxWx3 array in host byte order."""
+    return decode_output(message.encoding, message.height, message.width, message.step,
+                         message.data, message.is_bigendian)
 
 
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:

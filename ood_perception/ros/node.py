@@ -27,6 +27,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from ood_perception.backends import create_backend
+from ood_perception.contract import IMAGE_OUTPUTS
 from ood_perception.core.pipeline import FrameResult, Pipeline
 from ood_perception.core.stats import RunningStats
 from ood_perception.errors import ConfigurationError, ImageDecodeError, OodPerceptionError
@@ -40,7 +41,7 @@ from ood_perception.ros.messages import (
     message_to_rgb,
     stamp_seconds,
 )
-from ood_perception.ros.parameters import NODE_NAME, OUTPUTS, PARAMETERS, NodeConfig, describe
+from ood_perception.ros.parameters import NODE_NAME, PARAMETERS, NodeConfig, describe
 
 # Parameter kind -> the rclpy type used to declare parameters whose default is empty.
 _EMPTY_TYPES = {"string_array": Parameter.Type.STRING_ARRAY,
@@ -142,7 +143,8 @@ class OodPerceptionNode(Node):
 
     def _make_publishers(self, camera: int) -> dict:
         return {output: self.create_publisher(
-            Image, self._config.output_topic(camera, output), OUTPUT_QOS) for output in OUTPUTS}
+            Image, self._config.output_topic(camera, output), OUTPUT_QOS)
+            for output in IMAGE_OUTPUTS}
 
     def _subscribe(self, camera: int):
         message_type = CompressedImage if self._config.input_transport == "compressed" else Image

@@ -24,7 +24,6 @@ NODE_NAME = "ood_perception_node"
 PARAMS_FILE_KEY = "/**"
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "reliable")
-OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
 # ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")

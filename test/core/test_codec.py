@@ -169,3 +169,16 @@ def test_full_hd_decode():
     elapsed = time.perf_counter() - start
     np.testing.assert_array_equal(rgb, bgr[:, :, ::-1])
     assert elapsed < 1.0
+
+
+@pytest.mark.parametrize(("encoding", "array"), [
+    ("32FC1", np.linspace(-3, 7, 12, dtype=np.float32).reshape(3, 4)),
+    ("mono8", np.arange(12, dtype=np.uint8).reshape(3, 4)),
+    ("bgr8", np.arange(36, dtype=np.uint8).reshape(3, 4, 3))])
+def test_outputs_decode_back_to_what_was_encoded(encoding, array):
+    from ood_perception.core.codec import decode_output
+
+    step, data = encode_image(array, encoding)
+    assert np.array_equal(decode_output(encoding, 3, 4, step, data), array)
+    swapped = array.byteswap() if array.dtype.itemsize > 1 else array
+    assert np.array_equal(decode_output(encoding, 3, 4, step, swapped.tobytes(), 1), array)

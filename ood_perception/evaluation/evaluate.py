@@ -1,0 +1,233 @@
+"""The evaluate engine: exact pixel metrics and SMIYC component metrics over a score source.
+
+Two passes: the first streams every frame into the exact pixel accumulator (AP, AUROC,
+FPR95) and finds the best-F1 pixel threshold; the second computes the component metrics at
+that threshold (SMIYC's own choice) from the same score maps (re-read from disk, or cached as
+.npy while the model runs). A fixed `component_threshold` makes it one pass.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ood_perception.errors import ConfigurationError
+from ood_perception.evaluation.component_metrics import ComponentConfig, ComponentMetrics
+from ood_perception.evaluation.datasets import (
+    Dataset,
+    LabelSpec,
+    load_score_label,
+    score_label_pairs,
+)
+from ood_perception.evaluation.pixel_metrics import PixelMetrics
+
+Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
+# pixel_metrics follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly
+# pixels; the results say "undefined" instead.
+UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
+TRACKS = ("auto", "anomaly", "obstacle")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to compute and keep; `component_threshold` None = the best pixel-F1 threshold."""
+
+    component_threshold: float | None = None
+    track: str = "auto"  # SMIYC size thresholds: "anomaly", "obstacle" or the source's own
+    components: bool = True
+    key_precision: str = "float32"  # score keys of the exact accumulator
+    sweep_range: tuple[float, float] = (0.0, 1.0)  # the 100-threshold AuIoU / mean-F1 sweep
+    report: Path | None = None  # report.md, curves and worst frames go here
+    worst: int = 8  # worst frames shown in the report
+    save_scores: Path | None = None  # keep a model's maps as <name>.npy here
+
+    def validate(self, names: dict[str, str] | None = None) -> None:
+        """Refuse settings that would give meaningless figures, before any frame is read;
+        `names` maps field names to what the user wrote (CLI flags)."""
+        names = names or {}
+        threshold = self.component_threshold
+        if threshold is not None and not math.isfinite(threshold):
+            raise ConfigurationError(f"{names.get('component_threshold', 'component_threshold')}"
+                                     f" must be a finite number, not {threshold}")
+        lo, hi = self.sweep_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ConfigurationError(f"{names.get('sweep_range', 'sweep_range')} needs finite "
+                                     f"LO < HI, not {lo} {hi}")
+        if self.track not in TRACKS:
+            raise ConfigurationError(f"{names.get('track', 'track')} must be one of "
+                                     f"{', '.join(TRACKS)}, got {self.track!r}")
+
+
+@dataclass
+class Source:
+    """Frames of scores and labels, iterable more than once (`frames()` starts over)."""
+
+    name: str
+    track: str
+    count: int
+    frames: Callable[[], Iterator[Frame]]
+    dataset: Dataset | None = None  # the labels of a model run's second pass
+
+
+def saved_source(scores: Path, labels: Path, spec: LabelSpec, label_suffix: str = "") -> Source:
+    """Precomputed `.npy` score maps of any method with their label PNGs."""
+    pairs = score_label_pairs(scores, labels, spec, label_suffix)
+
+    def saved() -> Iterator[Frame]:
+        for name, score_path, label_path in pairs:
+            score, label = load_score_label(score_path, label_path, spec)
+            yield name, None, score, label
+
+    return Source(str(scores), "anomaly", len(pairs), saved)
+
+
+def model_source(name: str, dataset: Dataset,
+                 score: Callable[[np.ndarray], np.ndarray]) -> Source:
+    """A dataset scored frame by frame by `score` (RGB uint8 HxWx3 -> float32 HxW)."""
+
+    def scored() -> Iterator[Frame]:
+        for frame_name, rgb, label in dataset:
+            yield frame_name, rgb, np.asarray(score(rgb), np.float32), label
+
+    return Source(f"{name} on {dataset.root} ({dataset.format})", dataset.track, len(dataset),
+                  scored, dataset)
+
+
+@dataclass
+class ScoreCache:
+    """A model's pass-one score maps on disk, listed in frame order for the second pass."""
+
+    folder: Path
+    named: bool  # save_scores: <name>.npy; otherwise <index>.npy, which never collide
+    paths: list[Path] = field(default_factory=list)
+
+    def save(self, name: str, score: np.ndarray) -> None:
+        """Keep one frame's map; pass two reads `paths` in this order, never by name."""
+        path = self.folder / f"{name if self.named else len(self.paths)}.npy"
+        with writing(path):
+            np.save(path, score)
+        self.paths.append(path)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError while writing an output ends the run with one line naming the output."""
+    try:
+        yield
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error}") from error
+
+
+def _progress(iterable, total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="frame", file=sys.stderr)
+
+
+def frame_ap(score: np.ndarray, label: np.ndarray) -> float:
+    """AP of one frame alone (NaN without anomaly pixels), to rank the worst frames."""
+    single = PixelMetrics()
+    single.update(score, label)
+    return single.ap()
+
+
+def evaluate(source: Source, config: EvaluationConfig) -> dict:
+    """Both passes; returns the results dict (also what `--json` writes)."""
+    from ood_perception.evaluation.report import WorstFrames, write_markdown
+
+    config.validate()
+    if config.save_scores is not None and source.dataset is None:
+        raise ConfigurationError("saving scores keeps a model's score maps; precomputed maps "
+                                 "have none to keep")
+    pixels = PixelMetrics(key_dtype=config.key_precision)
+    worst = WorstFrames(config.worst if config.report else 0)
+    track = source.track if config.track == "auto" else config.track
+    inline = None
+    if config.components and config.component_threshold is not None:
+        inline = ComponentMetrics(ComponentConfig.for_track(track, config.component_threshold))
+    with _score_cache(source, config) as cache:
+        for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
+            pixels.update(score, label)
+            if worst.count:
+                worst.offer(name, frame_ap(score, label), rgb, score, label)
+            if inline is not None:
+                inline.update(score, label)
+            if cache is not None:
+                cache.save(name, score)
+        components = inline
+        if config.components and inline is None:
+            best = pixels.best_f1_point()
+            threshold = best.threshold if best is not None else float("inf")
+            components = ComponentMetrics(ComponentConfig.for_track(track, threshold))
+            frames = source.frames() if cache is None else _cached(cache, source.dataset)
+            for _, _, score, label in _progress(frames, source.count, "components"):
+                components.update(score, label)
+    results = results_dict(pixels, components, source.name, config)
+    if components is not None:
+        results["components"]["track"] = track
+    if config.report:
+        with writing(config.report):
+            write_markdown(results, pixels.curve(), worst, config.report)
+    return results
+
+
+@contextmanager
+def _score_cache(source: Source, config: EvaluationConfig) -> Iterator[ScoreCache | None]:
+    """Where a model run keeps its maps for pass two: `save_scores` or a temporary folder.
+
+    None for precomputed maps, which pass two reads again from their folder.
+    """
+    second_pass = config.components and config.component_threshold is None
+    if source.dataset is None or (config.save_scores is None and not second_pass):
+        yield None
+    elif config.save_scores is not None:
+        with writing(config.save_scores):
+            config.save_scores.mkdir(parents=True, exist_ok=True)
+        yield ScoreCache(config.save_scores, named=True)
+    else:
+        with tempfile.TemporaryDirectory(
+            prefix="ood_eval_scores_", ignore_cleanup_errors=True
+        ) as folder:
+            yield ScoreCache(Path(folder), named=False)
+
+
+def _cached(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
+    """Second pass of a model run: pass one's maps in frame order, labels read again."""
+    for (name, _, label_path), path in zip(dataset.items, cache.paths, strict=True):
+        yield name, None, np.load(path), dataset.label(label_path)
+
+
+def results_dict(pixels: PixelMetrics, components: ComponentMetrics | None, source: str,
+                 config: EvaluationConfig) -> dict:
+    """The figures of accumulated metrics as the JSON results (NaN where undefined)."""
+    summary = pixels.summary()
+    at95 = pixels.point_at_tpr(0.95)
+    best = pixels.best_f1_point()
+    results = {
+        "source": source,
+        "ap": summary["ap"],
+        "auroc": summary["auroc"],
+        "fpr95": summary["fpr95"],
+        "best_iou": summary["best_iou"],
+        **pixels.threshold_sweep(*config.sweep_range),
+        "thresholds": {
+            "tpr95": at95.threshold if at95 else None,
+            "best_f1": best.threshold if best else None,
+            "best_f1_value": best.f1 if best else None,
+        },
+        "counts": {k: summary[k] for k in ("frames", "positive_pixels", "negative_pixels",
+                                           "ignored_pixels", "distinct_scores")},
+        "key_precision": config.key_precision,
+    }
+    if summary["positive_pixels"] == 0:
+        results.update(dict.fromkeys(UNDEFINED_WITHOUT_ANOMALIES, float("nan")))
+    if components is not None:
+        results["components"] = components.summary()
+    return results

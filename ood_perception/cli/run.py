@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -21,10 +20,8 @@ from ood_perception.cli.arguments import check_output
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
+from ood_perception.io.images import count_frames, frame_sources, read_frames
 from ood_perception.ros.parameters import resolved_threshold
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,92 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write <stem>_semantic.png (class ids)")
 
 
-def _image_paths(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ConfigurationError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _sources(inputs: list[str]) -> list[tuple[str, Path]]:
-    """(kind "image"/"video", path) for every input, folders expanded; checked up front."""
-    sources = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            images = _image_paths(path)
-            if not images:
-                raise ConfigurationError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                                         f"in folder {path}")
-            sources += [("image", image) for image in images]
-        elif not path.is_file():
-            raise ConfigurationError(f"input not found: {path}")
-        elif path.suffix.lower() in VIDEO_SUFFIXES:
-            sources.append(("video", path))
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            sources.append(("image", path))
-        else:
-            raise ConfigurationError(f"{path}: not an image or video file (by its suffix)")
-    return sources
-
-
 def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
     """Written maps must never replace an input, nor become inputs of a later run."""
     check_output("--output", output, folder=True)
     if any(path.parent.resolve() == output.resolve() for _, path in sources):
         raise ConfigurationError(f"--output {output} holds input files; write the maps to "
                                  "another folder")
-
-
-def _count_frames(sources: list[tuple[str, Path]]) -> int | None:
-    total = 0
-    for kind, path in sources:
-        if kind == "image":
-            total += 1
-            continue
-        capture = cv2.VideoCapture(str(path))
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
-        if frames <= 0:
-            return None
-        total += frames
-    return total
-
-
-def _frames(sources: list[tuple[str, Path]]) -> Iterator[tuple[str, np.ndarray]]:
-    """(unique output stem, RGB frame) in input order."""
-    used: set[str] = set()
-
-    def unique(stem: str) -> str:
-        candidate, suffix = stem, 1
-        while candidate in used:
-            candidate, suffix = f"{stem}_{suffix}", suffix + 1
-        used.add(candidate)
-        return candidate
-
-    for kind, path in sources:
-        if kind == "image":
-            yield unique(path.stem), _read_image(path)
-            continue
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise ConfigurationError(f"cannot open video {path}")
-        index = 0
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                yield unique(f"{path.stem}_{index:06d}"), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            raise ConfigurationError(f"video {path} has no readable frames")
 
 
 def _write(output: Path, stem: str, frame: np.ndarray, result: FrameResult,
@@ -148,7 +65,7 @@ def run_files(args: argparse.Namespace) -> dict:
 
     if args.batch < 1:
         raise ConfigurationError(f"--batch must be >= 1, got {args.batch}")
-    sources = _sources(args.inputs)
+    sources = frame_sources(args.inputs)
     output = Path(args.output)
     _check_output(output, sources)
     backend = create_backend(args.backend, args.model, device=args.device)
@@ -162,7 +79,7 @@ def run_files(args: argparse.Namespace) -> dict:
         totals = dict.fromkeys(STAGES, 0.0)
         frames = obstacles = 0
         pending: list[tuple[str, np.ndarray]] = []
-        progress = tqdm(total=_count_frames(sources), unit="frame", file=sys.stderr)
+        progress = tqdm(total=count_frames(sources), unit="frame", file=sys.stderr)
 
         def flush() -> None:
             nonlocal frames, obstacles
@@ -179,7 +96,7 @@ def run_files(args: argparse.Namespace) -> dict:
             pending.clear()
 
         with progress:
-            for item in _frames(sources):
+            for item in read_frames(sources):
                 pending.append(item)
                 if len(pending) == args.batch:
                     flush()

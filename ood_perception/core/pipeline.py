@@ -55,6 +55,67 @@ def runs_on_gpu(backend: Backend) -> bool:
         getattr(backend, "device", "cpu")).startswith("cuda")
 
 
+class HostFrames:
+    """Frames resized and batched with OpenCV; the backend's numpy outputs resized back."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        start = time.perf_counter()
+        batch = make_batch(frames, self.backend.info.input_size)
+        return batch, {"preprocess": _ms(start)}
+
+    def infer(self, batch: np.ndarray) -> tuple:
+        output = self.backend.run(batch)
+        return output.anomaly_score, output.semantic
+
+    def to_frame(self, scores, semantics, index: int,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        score = resize_score(scores[index], size)
+        semantic = resize_classes(semantics[index], size) if semantics is not None else None
+        return score, semantic
+
+
+class DeviceFrames:
+    """Frames uploaded once, resized and batched on the backend's device; only the final
+    per-frame maps come down. Each stage is timed to its end on the device (one synchronise
+    per stage, which costs microseconds)."""
+
+    def __init__(self, backend: Backend):
+        from ood_perception.core import gpu_preprocess as gpu
+
+        self.backend = backend
+        self._gpu = gpu
+        self._uploader = gpu.PinnedUploader(backend.device)
+        self.device = self._uploader.device
+
+    def prepare(self, frames: list[np.ndarray]) -> tuple:
+        gpu = self._gpu
+        start = time.perf_counter()
+        groups = gpu.upload_groups(frames, self._uploader)
+        gpu.synchronize(self.device)
+        upload_ms = _ms(start)
+        start = time.perf_counter()
+        batch = gpu.make_batch(groups, self.backend.info.input_size)
+        gpu.synchronize(self.device)
+        return batch, {"upload": upload_ms, "preprocess": _ms(start)}
+
+    def infer(self, batch) -> tuple:
+        outputs = self.backend.run_torch(batch)
+        self._gpu.synchronize(self.device)
+        return outputs
+
+    def to_frame(self, scores, semantics, index: int,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        gpu = self._gpu
+        score = gpu.to_host(gpu.resize_score(scores[index], size))
+        semantic = (gpu.to_host(gpu.resize_classes(semantics[index], size))
+                    if semantics is not None else None)
+        gpu.synchronize(self.device)
+        return score, semantic
+
+
 class Pipeline:
     """A backend plus a postprocess config; backends split batches their graph cannot take.
 
@@ -72,11 +133,7 @@ class Pipeline:
             raise ConfigurationError(
                 f"backend {backend.name!r} has no run_torch, so the tensor frame path cannot "
                 "be used with it; leave tensor_path unset")
-        self._uploader = None
-        if tensor_path:
-            from ood_perception.core.gpu_preprocess import PinnedUploader
-
-            self._uploader = PinnedUploader(backend.device)
+        self._frames = DeviceFrames(backend) if tensor_path else HostFrames(backend)
 
     @staticmethod
     def _checked(config: PostprocessConfig) -> PostprocessConfig:
@@ -98,69 +155,20 @@ class Pipeline:
         if not frames:
             return []
         config = self._config
-        if self._uploader is not None:
-            return self._process_gpu(frames, config)
+        batch, batch_timings = self._frames.prepare(frames)
         start = time.perf_counter()
-        batch = make_batch(frames, self.backend.info.input_size)
-        preprocess_ms = _ms(start)
-        start = time.perf_counter()
-        output = self.backend.run(batch)
-        inference_ms = _ms(start)
+        scores, semantics = self._frames.infer(batch)
+        batch_timings["inference"] = _ms(start)
         results = []
         for index, frame in enumerate(frames):
-            size = frame.shape[:2]
             start = time.perf_counter()
-            score = resize_score(output.anomaly_score[index], size)
-            semantic = (resize_classes(output.semantic[index], size)
-                        if output.semantic is not None else None)
+            score, semantic = self._frames.to_frame(scores, semantics, index, frame.shape[:2])
             resize_ms = _ms(start)
             start = time.perf_counter()
             post = postprocess(score, semantic, config)
             results.append(FrameResult(
-                anomaly_score=score, semantic=semantic, mask=post.mask,
-                obstacles=post.obstacles,
-                timings={"preprocess": preprocess_ms, "inference": inference_ms,
-                         "resize_back": resize_ms, "postprocess": _ms(start)},
-            ))
-        return results
-
-    def _process_gpu(self, frames: list[np.ndarray],
-                     config: PostprocessConfig) -> list[FrameResult]:
-        """`process` with upload, resize and maps back on the GPU; each stage is timed to its
-        end on the device (one synchronise per stage, which costs microseconds)."""
-        from ood_perception.core import gpu_preprocess as gpu
-
-        device = self._uploader.device
-        start = time.perf_counter()
-        groups = gpu.upload_groups(frames, self._uploader)
-        gpu.synchronize(device)
-        upload_ms = _ms(start)
-        start = time.perf_counter()
-        batch = gpu.make_batch(groups, self.backend.info.input_size)
-        gpu.synchronize(device)
-        preprocess_ms = _ms(start)
-        start = time.perf_counter()
-        scores, semantics = self.backend.run_torch(batch)
-        gpu.synchronize(device)
-        inference_ms = _ms(start)
-        results = []
-        for index, frame in enumerate(frames):
-            size = frame.shape[:2]
-            start = time.perf_counter()
-            score = gpu.to_host(gpu.resize_score(scores[index], size))
-            semantic = (gpu.to_host(gpu.resize_classes(semantics[index], size))
-                        if semantics is not None else None)
-            gpu.synchronize(device)
-            resize_ms = _ms(start)
-            start = time.perf_counter()
-            post = postprocess(score, semantic, config)
-            results.append(FrameResult(
-                anomaly_score=score, semantic=semantic, mask=post.mask,
-                obstacles=post.obstacles,
-                timings={"upload": upload_ms, "preprocess": preprocess_ms,
-                         "inference": inference_ms, "resize_back": resize_ms,
-                         "postprocess": _ms(start)},
-            ))
+                anomaly_score=score, semantic=semantic, mask=post.mask, obstacles=post.obstacles,
+                timings={**batch_timings, "resize_back": resize_ms, "postprocess": _ms(start)}))
         return results
 
     def overlay(self, frame: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from ood_perception.contract import CITYSCAPES_CLASSES, IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
-from ood_perception.evaluation.datasets import IMAGE_SUFFIXES, read_label, read_rgb
+from ood_perception.evaluation.datasets import read_label
+from ood_perception.io.images import IMAGE_SUFFIXES, read_rgb
 from ood_perception.training.negatives import NegativeSet, paste_objects
 
 IGNORE = IGNORE_LABEL

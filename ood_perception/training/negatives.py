@@ -19,7 +19,7 @@ import numpy as np
 
 from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
-from ood_perception.evaluation.datasets import IMAGE_SUFFIXES, read_rgb
+from ood_perception.io.images import IMAGE_SUFFIXES, read_rgb
 from ood_perception.synthetic.anomalies import families, make_cutout
 from ood_perception.synthetic.scenes import paste
 

@@ -4,7 +4,7 @@ Each case feeds sensor-format camera frames (bgr8 bytes) through `codec.decode_i
 `Pipeline.process` with the torch backend and `codec.encode_image` of the score and mask
 messages, so its figures are the node's without ROS transport. The official UEM protocol
 (sequential windows, two backbone passes each, fp32) runs in the same process on the same
-weights and frames: the targets of issue 5 are ratios to it. Weights are random.
+weights and frames: the speed targets (README, Speed) are ratios to it. Weights are random.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def _time_callable(fn, x: torch.Tensor, device: torch.device, iterations: int) -
 def measure_backbone(deploy: DeployModel, settings: Settings, peak_tflops: float,
                      spec_tflops: float | None = None) -> dict:
     """The ViT of a sliding-window UEM model on its windows: ms per window at batch 1 and with
-    all windows of a frame in one batch, against the compute floor (DESIGN.md section 9)."""
+    all windows of a frame in one batch, against the compute floor (FLOPs at the GPU's peak)."""
     coverage = deploy.network.coverage
     window, windows = coverage.window, len(coverage.windows)
     device = torch.device(settings.device)
@@ -385,7 +385,8 @@ def _largest_stage(entry: dict) -> str:
 
 
 def evaluate_targets(report: dict) -> list[dict]:
-    """Issue 5's targets from the measured figures; each says passed or by how much it missed."""
+    """The speed targets (README, Speed) from the measured figures; each says passed or by
+    how much it missed."""
     cases, targets = report["cases"], []
 
     def add(name: str, value: float, target: float, higher: bool, unit: str, bound: str):

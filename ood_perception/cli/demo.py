@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -160,11 +161,9 @@ def run_demo(args: argparse.Namespace) -> dict:
         raise ConfigurationError(f"--frames must be at least 1, got {args.frames}")
     if not (math.isfinite(args.fps) and args.fps > 0):
         raise ConfigurationError(f"--fps must be a positive number, got {args.fps}")
-    try:
-        import rclpy  # noqa: F401
-    except ImportError as error:
+    if importlib.util.find_spec("rclpy") is None:
         raise ConfigurationError("the demo runs the ROS node and needs rclpy: source a ROS 2 "
-                                 "distribution or pip install '.[ros]'") from error
+                                 "distribution or pip install '.[ros]'")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -223,7 +223,8 @@ class PixelMetrics:
         )
 
     def threshold_sweep(self, lo: float = 0.0, hi: float = 1.0, steps: int = 100) -> dict:
-        """Seed 001 section 6.3: mean pixel IoU (AuIoU) and mean F1 over `steps` thresholds.
+        """Mean pixel IoU (AuIoU) and mean F1 over `steps` thresholds, as Segment Every
+        Out-of-Distribution Object (S2M) defines them in section 6.3.
 
         Thresholds lo + k (hi - lo) / steps, k = 0..steps-1 (0, 0.01, ..., 0.99 by default);
         a pixel counts as anomalous when score > threshold.
@@ -234,7 +235,7 @@ class PixelMetrics:
         return {"auiou": float(iou.mean()), "mean_f1": float(f1.mean())}
 
     def best_iou(self) -> float:
-        """The best pixel IoU over every threshold (seed 001's "IoU" of score-based methods)."""
+        """The best pixel IoU over every threshold (S2M's "IoU" of score-based methods)."""
         c = self.curve()
         if c.positives == 0:
             return float("nan")

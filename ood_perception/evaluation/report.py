@@ -139,8 +139,8 @@ def write_markdown(results: dict, curve: Curve, worst: WorstFrames, out_dir: Pat
         ("AUROC", "auroc"),
         ("FPR at 95% TPR", "fpr95"),
         ("best pixel IoU", "best_iou"),
-        ("AuIoU (seed 001)", "auiou"),
-        ("mean F1 over thresholds (seed 001)", "mean_f1"),
+        ("AuIoU (S2M)", "auiou"),
+        ("mean F1 over thresholds (S2M)", "mean_f1"),
     ]
     lines += [f"| {title} | {figure(results.get(key, float('nan')))} |" for title, key in rows]
     components = results.get("components") or {}

@@ -6,23 +6,30 @@ from setuptools import find_packages, setup
 
 PACKAGE = "ood_perception"
 
-# Runtime Python dependencies. package.xml names the same set as rosdep keys
-# (test/test_package.py checks that the two lists agree).
+# What the node needs at run time (core, backends, ros). package.xml names the same set as
+# rosdep keys (test/test_package.py checks that the two lists agree). A runtime is the
+# user's choice: the `onnxruntime` extra is the CPU build; GPU machines install
+# onnxruntime-gpu instead (the two cannot share an environment).
 INSTALL_REQUIRES = [
     "numpy>=1.24",
     "opencv-python-headless>=4.8",
     "pyyaml>=6.0",
-    "tqdm>=4.66",
     "onnx>=1.16",
-    "onnxruntime>=1.18",
-    "onnxscript>=0.3",
-    "torch>=2.5",
-    "rosbags>=0.10",
-    "matplotlib>=3.8",
-    "pillow>=10.0",
 ]
 
 EXTRAS_REQUIRE = {
+    "onnxruntime": ["onnxruntime>=1.18"],
+    "torch": ["torch>=2.5"],
+    # The offline tools: export, evaluate, calibrate, replay, training, demo, benchmark.
+    "tools": [
+        "torch>=2.5",
+        "onnxscript>=0.3",
+        "onnxruntime>=1.18",
+        "rosbags>=0.10",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pillow>=10.0",
+    ],
     # ROS 2 Jazzy from PyPI wheels, for machines without a ROS distribution.
     "ros": [
         "ros-jazzy-rclpy[fastrtps]",

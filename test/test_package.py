@@ -42,13 +42,33 @@ def _requirement_name(requirement: str) -> str:
 def test_setup_and_package_xml_declare_the_same_dependencies():
     manifest = ET.parse(ROOT / "package.xml").getroot()
     exec_depends = {e.text for e in manifest.findall("exec_depend")}
-    python_requirements = {_requirement_name(r) for r in _setup_list("INSTALL_REQUIRES")}
-    assert set(ROSDEP_KEYS) == python_requirements
-    assert {ROSDEP_KEYS[name] for name in python_requirements} <= exec_depends
-    ros_wheels = {_requirement_name(r) for r in _setup_list("EXTRAS_REQUIRE")["ros"]}
+    extras = _setup_list("EXTRAS_REQUIRE")
+    runtime = {_requirement_name(r) for r in _setup_list("INSTALL_REQUIRES")}
+    declared = runtime | {_requirement_name(r) for name in ("onnxruntime", "torch", "tools")
+                          for r in extras[name]}
+    assert set(ROSDEP_KEYS) == declared
+    assert {ROSDEP_KEYS[name] for name in declared} <= exec_depends
+    ros_wheels = {_requirement_name(r) for r in extras["ros"]}
     for wheel in ros_wheels:
         ros_package = wheel.removeprefix("ros-jazzy-").replace("-", "_")
         assert ros_package in exec_depends, f"{ros_package} missing from package.xml"
+
+
+def test_the_node_runs_without_the_offline_tools():
+    """What the node imports needs only the run-time set (plus the chosen runtime and ROS)."""
+    import subprocess
+    import sys
+
+    tools = {_requirement_name(r) for r in _setup_list("EXTRAS_REQUIRE")["tools"]}
+    tools -= {"onnxruntime", "torch"}  # the runtimes the node may be configured with
+    modules = {"rosbags", "tqdm", "matplotlib", "PIL", "onnxscript"}
+    assert {"rosbags", "tqdm", "matplotlib", "pillow", "onnxscript"} == tools
+    code = ("import sys; import ood_perception.ros.node, ood_perception.backends.onnxruntime; "
+            f"print(sorted(m for m in {sorted(modules)!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 def test_package_xml_is_format_3_ament_python():

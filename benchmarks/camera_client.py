@@ -5,8 +5,8 @@ all cameras on the same tick as hardware-synchronised cameras do, and subscribes
 camera's anomaly score and obstacle mask. frame_id carries the frame's sequence number, so
 each answer is matched to the frame it belongs to. Prints START and STOP around the measured
 part (after --warmup seconds) so a runner can sample CPU use in between, then writes JSON:
-frames sent per camera, which came back with score and mask, latencies, and the last
-/diagnostics values of the node.
+frames sent per camera, which came back with score and mask, latencies, and the node's
+/diagnostics values at START and at the end.
 
 Run under the Fast DDS profile the node uses (FASTRTPS_DEFAULT_PROFILES_FILE), e.g.
     python benchmarks/camera_client.py --cameras 1 --seconds 30 --json client.json
@@ -113,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     warmup = round(args.warmup * args.rate)
     total = warmup + round(args.seconds * args.rate)
     start = time.monotonic()
+    at_start: dict[str, str] = {}
     for sequence in range(total):
         if sequence == warmup:
             print("START", flush=True)
+            with lock:
+                at_start = dict(diagnostics)
         stamp = node.get_clock().now().to_msg()
         for publisher, message in zip(publishers, messages, strict=True):
             message.header.stamp = stamp
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": {f"p{p}": float(np.percentile(latencies, p)) for p in (50, 90, 99)}
         if latencies.size else {},
         "node_diagnostics": last_diagnostics,
+        "node_diagnostics_at_start": at_start,
     }
     with open(args.json, "w") as file:
         json.dump(result, file, indent=2)

@@ -141,13 +141,27 @@ def run_cameras(cameras: int, model: Path, args: argparse.Namespace, scratch: Pa
         samples["START"], samples["STOP"])
     result = json.loads(answers.read_text())
     diagnostics = result.pop("node_diagnostics")
+    before = result.pop("node_diagnostics_at_start")
+
+    def counted(key: str) -> int:  # over the measured part, from the node's own counters
+        return int(diagnostics.get(key, 0)) - int(before.get(key, 0))
+
     wall = t1 - t0
     result.update({
         "node_stage_mean_ms": {stage: float(diagnostics[f"{stage}_mean_ms"]) for stage in STAGES
                                if f"{stage}_mean_ms" in diagnostics},
         "node_rate_hz": float(diagnostics.get("rate_hz", "nan")),
+        # Frames the node's worker processed and frames replaced while it was busy; what the
+        # client sent beyond both never reached the node's subscription in time (DDS).
+        "node_processed": counted("frames_total"),
+        "node_superseded": counted("drops/superseded"),
         "node_drops": {key: value for key, value in diagnostics.items()
                        if key.startswith("drops/")},
+        # CPU time per frame holds up better than rates on a shared machine: the node's per
+        # frame that reached it (processed or superseded), the client's per frame sent.
+        "node_cpu_ms_per_frame": 1000 * (node1 - node0) / max(
+            counted("frames_total") + counted("drops/superseded"), 1),
+        "client_cpu_ms_per_frame": 1000 * (client1 - client0) / result["frames_sent"],
         "cpu_percent": {  # of one core; the machine's is of all cores
             "node": 100 * (node1 - node0) / wall, "client": 100 * (client1 - client0) / wall,
             "machine": 100 * (busy1 - busy0) / (all1 - all0),

@@ -289,6 +289,7 @@ class TensorRTBackend:
         self.info = ModelInfo.from_metadata(props, (shape[1], shape[2]))
         self.device = f"cuda:{device_index}"
         self.max_batch = max_batch
+        self.precision, self.engine_path = precision, str(engine_path)
         if build_only:
             self._context = None
             return

@@ -147,3 +147,9 @@ class SequenceGaps:
         if last is None or sequence <= last:
             return 0
         return sequence - last - 1
+
+    def reset(self) -> None:
+        """Forget the baseline: the next sample starts a new count (e.g. after the topic
+        had several publishers, whose numbers cannot be told apart)."""
+        with self._lock:
+            self._last = None

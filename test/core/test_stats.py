@@ -105,3 +105,5 @@ def test_sequence_gaps_count_lost_samples_once():
     assert gaps.observe(4) == 1
     assert gaps.observe(None) == 0 and gaps.observe(SEQUENCE_UNSUPPORTED) == 0
     assert gaps.observe(5) == 0
+    gaps.reset()
+    assert gaps.observe(50) == 0 and gaps.observe(52) == 1

@@ -34,7 +34,7 @@ from ros_harness import (  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.ros.messages import WARN, image_message  # noqa: E402
+from ood_perception.ros.messages import OK, WARN, image_message  # noqa: E402
 from ood_perception.ros.node import OodPerceptionNode  # noqa: E402
 from ood_perception.ros.parameters import PARAMS_FILE_KEY  # noqa: E402
 
@@ -193,7 +193,7 @@ def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, t
     bad = {
         "bad_data_length": lambda m: setattr(m, "data", bytes(m.data)[:-7]),
         "bad_step": lambda m: setattr(m, "step", 10),
-        "unknown_encoding": lambda m: setattr(m, "encoding", "bayer_rggb16"),
+        "unknown_encoding": lambda m: setattr(m, "encoding", "32FC1"),
         "empty": lambda m: (setattr(m, "data", b""), setattr(m, "height", 0)),
     }
     for reason, corrupt in bad.items():
@@ -212,11 +212,15 @@ def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, t
     diagnostics = listener.wait_for(
         "/diagnostics", lambda m: all(f"drops/{r}" in drops(m) for r in bad), timeout=5.0)
     assert all(int(drops(diagnostics)[f"drops/{r}"]) >= 1 for r in bad)
+    camera, model = diagnostics.status
+    assert camera.name == f"{NODE[1:]}: camera front" and model.name == f"{NODE[1:]}: model"
     # The first report after the drops says so, even though a good frame came through.
-    assert diagnostics.status[0].level == WARN and "dropped" in diagnostics.status[0].message
-    keys = {v.key for v in diagnostics.status[0].values}
-    assert {"rate_hz", "latency_p50_ms", "latency_p99_ms", "inference_mean_ms", "backend",
-            "model"} <= keys
+    assert camera.level == WARN and "dropped" in camera.message
+    assert {"rate_hz", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "frames_total",
+            "drops_total", "decode_mean_ms"} <= {v.key for v in camera.values}
+    model_values = {v.key: v.value for v in model.values}
+    assert {"backend", "model", "inference_mean_ms", "providers"} <= set(model_values)
+    assert model_values["device_in_use"] == "cpu" and model.level == OK
 
 
 def test_parameter_set_changes_threshold_and_switches_without_restart(ros, tiny_model_path):

@@ -27,7 +27,6 @@ from ros_harness import (  # noqa: E402
     ROOT,
     Listener,
     image,
-    isolated_ros_env,
     start_node_process,
     wait_until,
 )
@@ -43,19 +42,6 @@ NODE = "/ood_perception_node"
 OUTPUTS = {f"{NODE}/anomaly_score": Image, f"{NODE}/obstacle_mask": Image,
            f"{NODE}/overlay": Image, f"{NODE}/semantic": Image}
 SQUARE = (20, 30, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def ros_env():
-    env = isolated_ros_env()
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ class OodPerceptionLifecycleNode(LifecycleNode):
         except STARTUP_ERRORS as error:
             self.get_logger().error(f"configure failed: {error}")
             return FAILURE
+        self.get_logger().info("configured: model loaded; activate to start")
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -211,10 +211,6 @@ class NodeRuntime:
             camera.publishers = self._make_publishers(camera.index)
         self._diagnostics = self._publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS,
                                             overridable=False)
-        info = backend.info
-        self.node.get_logger().info(
-            f"model {info.model_name} ({info.score_name}, input {info.input_height}x"
-            f"{info.input_width}) loaded, runtime {self._runtime_facts}")
         return True
 
     def cleanup(self) -> None:
@@ -285,8 +281,11 @@ class NodeRuntime:
             self.node.get_logger().warning(
                 "this rclpy passes no MessageInfo to callbacks: frames DDS drops before the "
                 "node cannot be counted (drops/lost_in_dds stays 0)")
-        self.node.get_logger().info(f"ready: {describe(config)}, runtime "
-                                    f"{self._runtime_facts['device_in_use']}")
+        info = self.pipeline.backend.info
+        self.node.get_logger().info(
+            f"ready: model {info.model_name} ({info.score_name}, input {info.input_height}x"
+            f"{info.input_width}), {describe(config)}, running on "
+            f"{self._runtime_facts['device_in_use']}")
 
     def deactivate(self) -> None:
         """Stop taking frames: subscriptions, worker and timer go; frames still waiting are

@@ -175,10 +175,6 @@ class NodeRuntime:
         self._batch_stats = RunningStats()
 
     @property
-    def configured(self) -> bool:
-        return self.pipeline is not None
-
-    @property
     def active(self) -> bool:
         return self._worker is not None
 

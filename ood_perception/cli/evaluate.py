@@ -1,7 +1,8 @@
 """`ood-perception evaluate`: pixel and component metrics of a model or of saved score maps.
 
 The flags become an `evaluation.evaluate.EvaluationConfig` and a score `Source`; the two-pass
-engine lives in `evaluation/evaluate.py`.
+engine lives in `evaluation/evaluate.py`. With `--ray` the dataset's frames are shards on Ray
+workers (`fleet/evaluate.py`) and the merged figures equal the local run's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from ood_perception.cli.arguments import check_output
+from ood_perception.cli.fleet_args import add_fleet_arguments, fleet_config
 from ood_perception.errors import ConfigurationError
 from ood_perception.evaluation.datasets import (
     FORMATS,
@@ -123,6 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("LO", "HI"),
         help="score range of the 100-threshold AuIoU / mean F1 sweep",
     )
+    add_fleet_arguments(parser)
+    parser.add_argument(
+        "--shard-frames",
+        type=int,
+        default=64,
+        help="with --ray: dataset frames per shard (default 64)",
+    )
 
 
 def label_spec(args: argparse.Namespace) -> LabelSpec:
@@ -192,11 +201,35 @@ def print_summary(results: dict) -> None:
         )
 
 
+def evaluate_on_fleet(args: argparse.Namespace, config: EvaluationConfig) -> dict:
+    """`--ray`: the model on the dataset's frames, spread over Ray workers."""
+    from ood_perception.fleet.evaluate import evaluate_dataset
+    from ood_perception.fleet.spec import PipelineSpec
+
+    fleet = fleet_config(args)
+    if args.scores is not None or args.labels is not None:
+        raise ConfigurationError("--ray spreads a model's scoring; precomputed --scores are "
+                                 "evaluated without it")
+    if args.model is None or args.dataset is None:
+        raise ConfigurationError("--ray needs --model and --dataset")
+    if not args.model.is_file():
+        raise ConfigurationError(f"model file {args.model} does not exist")
+    if args.shard_frames < 1:
+        raise ConfigurationError(f"--shard-frames must be >= 1, got {args.shard_frames}")
+    dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
+    spec = PipelineSpec(str(args.model.absolute()), args.backend)
+    return evaluate_dataset(args.model.name, dataset, spec, config, fleet, args.shard_frames)
+
+
 def run(args: argparse.Namespace) -> int:
     from ood_perception.evaluation.report import write_json
 
     config = evaluation_config(args)
-    results = evaluate(open_source(args), config)
+    if args.ray is not None:
+        results = evaluate_on_fleet(args, config)
+    else:
+        fleet_config(args)  # spreading flags without --ray are refused
+        results = evaluate(open_source(args), config)
     print_summary(results)
     if args.json:
         with writing(args.json):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from ood_perception.evaluation.datasets import (
     score_label_pairs,
 )
 from ood_perception.evaluation.pixel_metrics import PixelMetrics
+from ood_perception.evaluation.report import WorstFrames
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
 # pixel_metrics follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly
@@ -96,8 +97,13 @@ def model_source(name: str, dataset: Dataset,
         for frame_name, rgb, label in dataset:
             yield frame_name, rgb, np.asarray(score(rgb), np.float32), label
 
-    return Source(f"{name} on {dataset.root} ({dataset.format})", dataset.track, len(dataset),
-                  scored, dataset)
+    return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
+                  dataset)
+
+
+def model_source_name(name: str, dataset: Dataset) -> str:
+    """What the results call a model run on a dataset (the same for every way it runs)."""
+    return f"{name} on {dataset.root} ({dataset.format})"
 
 
 @dataclass
@@ -108,9 +114,13 @@ class ScoreCache:
     named: bool  # save_scores: <name>.npy; otherwise <index>.npy, which never collide
     paths: list[Path] = field(default_factory=list)
 
+    def path_for(self, index: int, name: str) -> Path:
+        """Where the map of the `index`-th frame, called `name`, is kept."""
+        return self.folder / f"{name if self.named else index}.npy"
+
     def save(self, name: str, score: np.ndarray) -> None:
         """Keep one frame's map; pass two reads `paths` in this order, never by name."""
-        path = self.folder / f"{name if self.named else len(self.paths)}.npy"
+        path = self.path_for(len(self.paths), name)
         with writing(path):
             np.save(path, score)
         self.paths.append(path)
@@ -140,36 +150,74 @@ def frame_ap(score: np.ndarray, label: np.ndarray) -> float:
 
 def evaluate(source: Source, config: EvaluationConfig) -> dict:
     """Both passes; returns the results dict (also what `--json` writes)."""
-    from ood_perception.evaluation.report import WorstFrames, write_markdown
-
     config.validate()
     if config.save_scores is not None and source.dataset is None:
         raise ConfigurationError("saving scores keeps a model's score maps; precomputed maps "
                                  "have none to keep")
     pixels = PixelMetrics(key_dtype=config.key_precision)
-    worst = WorstFrames(config.worst if config.report else 0)
+    worst = worst_frames(config)
     track = source.track if config.track == "auto" else config.track
-    inline = None
-    if config.components and config.component_threshold is not None:
-        inline = ComponentMetrics(ComponentConfig.for_track(track, config.component_threshold))
+    inline = inline_components(config, track)
     with _score_cache(source, config) as cache:
-        for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
-            pixels.update(score, label)
-            if worst.count:
-                worst.offer(name, frame_ap(score, label), rgb, score, label)
-            if inline is not None:
-                inline.update(score, label)
-            if cache is not None:
-                cache.save(name, score)
+        first_pass(_progress(source.frames(), source.count, "evaluate"), pixels, worst, inline,
+                   cache)
         components = inline
-        if config.components and inline is None:
-            best = pixels.best_f1_point()
-            threshold = best.threshold if best is not None else float("inf")
-            components = ComponentMetrics(ComponentConfig.for_track(track, threshold))
-            frames = source.frames() if cache is None else _cached(cache, source.dataset)
-            for _, _, score, label in _progress(frames, source.count, "components"):
-                components.update(score, label)
-    results = results_dict(pixels, components, source.name, config)
+        if needs_second_pass(config):
+            components = ComponentMetrics(second_pass_config(track, pixels))
+            frames = source.frames() if cache is None else cached_frames(cache, source.dataset)
+            second_pass(_progress(frames, source.count, "components"), components)
+    return finish(pixels, components, worst, source.name, config, track)
+
+
+def worst_frames(config: EvaluationConfig, start: int = 0) -> WorstFrames:
+    """The report's worst-frame keeper (keeps none without a report); `start`: the index of
+    the first frame it will see, so keepers of several shards merge as one would have kept."""
+    return WorstFrames(config.worst if config.report else 0, start=start)
+
+
+def inline_components(config: EvaluationConfig, track: str) -> ComponentMetrics | None:
+    """Component metrics gathered in pass one, where the threshold is fixed beforehand."""
+    if config.components and config.component_threshold is not None:
+        return ComponentMetrics(ComponentConfig.for_track(track, config.component_threshold))
+    return None
+
+
+def needs_second_pass(config: EvaluationConfig) -> bool:
+    """Components at the best-F1 threshold, known only once every frame is in."""
+    return config.components and config.component_threshold is None
+
+
+def second_pass_config(track: str, pixels: PixelMetrics) -> ComponentConfig:
+    """SMIYC's choice: the pixel threshold of the best F1 (none without anomalies)."""
+    best = pixels.best_f1_point()
+    return ComponentConfig.for_track(track, best.threshold if best is not None else float("inf"))
+
+
+def first_pass(frames: Iterable[Frame], pixels: PixelMetrics, worst: WorstFrames,
+               inline: ComponentMetrics | None, cache: ScoreCache | None) -> None:
+    """Every frame into the exact pixel accumulator (and the worst frames, the inline
+    components, the score cache)."""
+    for name, rgb, score, label in frames:
+        pixels.update(score, label)
+        if worst.count:
+            worst.offer(name, frame_ap(score, label), rgb, score, label)
+        if inline is not None:
+            inline.update(score, label)
+        if cache is not None:
+            cache.save(name, score)
+
+
+def second_pass(frames: Iterable[Frame], components: ComponentMetrics) -> None:
+    for _, _, score, label in frames:
+        components.update(score, label)
+
+
+def finish(pixels: PixelMetrics, components: ComponentMetrics | None, worst: WorstFrames,
+           source: str, config: EvaluationConfig, track: str) -> dict:
+    """The results of accumulated metrics, and the report where one is asked for."""
+    from ood_perception.evaluation.report import write_markdown
+
+    results = results_dict(pixels, components, source, config)
     if components is not None:
         results["components"]["track"] = track
     if config.report:
@@ -198,7 +246,7 @@ def _score_cache(source: Source, config: EvaluationConfig) -> Iterator[ScoreCach
             yield ScoreCache(Path(folder), named=False)
 
 
-def _cached(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
+def cached_frames(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
     """Second pass of a model run: pass one's maps in frame order, labels read again."""
     for (name, _, label_path), path in zip(dataset.items, cache.paths, strict=True):
         yield name, None, np.load(path), dataset.label(label_path)

@@ -31,6 +31,9 @@ EXTRAS_REQUIRE = {
         "matplotlib>=3.8",
         "pillow>=10.0",
     ],
+    # Fleet runs (`--ray`, `mine`): Ray core only (no dashboard, no Ray Data) and pyarrow for
+    # the Parquet catalog and object-storage outputs.
+    "fleet": ["ray>=2.9", "pyarrow>=14"],
     # ROS 2 Jazzy from PyPI wheels, for machines without a ROS distribution.
     "ros": [
         "ros-jazzy-rclpy[fastrtps]",

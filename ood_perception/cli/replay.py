@@ -132,10 +132,9 @@ def publish_live(args: argparse.Namespace) -> dict:
 
     if not (math.isfinite(args.rate) and args.rate > 0):
         raise ConfigurationError(f"--rate must be positive, got {args.rate}")
-    bag = _single_bag(args)
-    if bag is None:
-        raise ConfigurationError("--live publishes one bag folder at a time")
-    return {"published": publish_bag(bag, args.topics, args.rate)}
+    if len(args.bags) != 1:
+        raise ConfigurationError("--live publishes one bag at a time")
+    return {"published": publish_bag(Path(args.bags[0]), args.topics, args.rate)}
 
 
 def _check_offline(args: argparse.Namespace) -> None:

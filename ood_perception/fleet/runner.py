@@ -10,6 +10,7 @@ that raises fails its own shard only; the others go on.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from ood_perception.core.pipeline import Pipeline
 from ood_perception.errors import ConfigurationError
-from ood_perception.fleet.cluster import FleetConfig, connect, worker_layout
+from ood_perception.fleet.cluster import LOCAL, FleetConfig, connect, worker_layout
 from ood_perception.fleet.spec import PipelineSpec
 
 Job = Callable[[Pipeline, Any, Callable[[int], None]], Any]
@@ -126,10 +127,17 @@ class Fleet:
             self._local = Worker(self.spec)
             return self
         ray = connect(self.config)
-        count, gpus = worker_layout(self.config, ray.cluster_resources(), self._max_shards)
+        resources = ray.cluster_resources()
+        count, gpus = worker_layout(self.config, resources, self._max_shards)
+        if self.config.address == LOCAL and gpus > resources.get("GPU", 0.0):
+            # nothing can join a cluster started here: the workers would wait forever
+            raise ConfigurationError(f"--gpus-per-worker {gpus:g}, but this machine's Ray "
+                                     f"cluster has {resources.get('GPU', 0.0):g} GPUs")
         spec = self.spec
         if gpus > 0 and spec.device is None:
             spec = replace(spec, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES per actor
+        if gpus == 0 and spec.threads is None:
+            spec = replace(spec, threads=max(1, math.ceil(self.config.cpus_per_worker)))
         self._ray, self.workers = ray, count
         actor = ray.remote(num_cpus=self.config.cpus_per_worker, num_gpus=gpus,
                            max_restarts=self.config.max_retries,

@@ -139,3 +139,25 @@ def test_one_failing_shard_leaves_the_others(tiny_model_path):
         results = fleet.run(_count_or_fail, shards)
     assert [r.value for r in results] == [2, None, 6]
     assert results[1].error == "ValueError: this shard is broken"
+
+
+def test_catalog_rows_are_written_as_they_come(bags, tmp_path, tiny_model_path, monkeypatch):
+    """A bag's rows leave the worker every ROWS_PER_GROUP rows: memory does not grow with
+    the bag; the file appears under its name only when the bag is complete."""
+    from ood_perception.fleet import catalog
+    from ood_perception.fleet.mine import BagJob, score_bag
+    from ood_perception.fleet.storage import Location
+
+    monkeypatch.setattr(catalog, "ROWS_PER_GROUP", 2)
+    folder = Location.parse(tmp_path / "catalog")
+    folder.makedirs()
+    bag = str(bags[0] / "drive0" / "bag")
+    pipeline = PipelineSpec(str(tiny_model_path)).build()
+    seen = []
+    result = score_bag(pipeline, BagJob(bag, folder, None, 1, "v1"),
+                       lambda done: seen.append(sorted(p.name for p in (tmp_path / "catalog")
+                                                       .iterdir())))
+    assert result["scored"] == 3 and all(names[0].startswith(".") for names in seen)
+    (written,) = (tmp_path / "catalog").iterdir()
+    assert written.name == catalog.part_name(bag, "v1")
+    assert pq.ParquetFile(written).num_row_groups == 2  # rows 1-2, then row 3

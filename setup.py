@@ -36,6 +36,8 @@ EXTRAS_REQUIRE = {
         "transformers>=4.47",
         "scikit-learn>=1.4",
         "ruff>=0.6",
+        # S2M fidelity reference: segment-anything's modeling code needs only torch.
+        "segment-anything==1.0",
     ],
 }
 

@@ -1,0 +1,6 @@
+"""S2M (Segment Every Out-of-Distribution Object, CVPR 2024): box prompts from an anomaly score.
+
+The official prompt generator (detectron2's Faster R-CNN R50-FPN run on the score map, under
+detectron2's parameter names), the detector-free proposals built from a score's connected
+components, and the official rule that merges SAM's masks into one map.
+"""

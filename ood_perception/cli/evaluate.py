@@ -4,6 +4,10 @@ Two passes: the first streams every frame into the exact pixel accumulator (AP, 
 FPR95) and finds the best-F1 pixel threshold; the second computes the SMIYC component
 metrics at that threshold (SMIYC's own choice) from the same score maps (re-read from
 disk, or cached as .npy while the model runs). `--component-threshold` makes it one pass.
+S2M's own AuIoU / best IoU / mean F1 (per-image, over 101 thresholds of `--sweep-range`) are
+reported beside them. With `--refine s2m` the model's frames are also refined with SAM, and the
+S2M maps get the pixel metrics, SMIYC's component metrics (obstacle mask: map > 0) and S2M's
+metrics (range [0, 1]) side by side with the raw score's.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ood_perception.cli.arguments import check_output
+from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
 from ood_perception.errors import ConfigurationError, OodPerceptionError
 from ood_perception.evaluation.component_metrics import ComponentConfig, ComponentMetrics
 from ood_perception.evaluation.datasets import (
@@ -32,8 +36,11 @@ from ood_perception.evaluation.datasets import (
 )
 from ood_perception.evaluation.pixel_metrics import PixelMetrics
 from ood_perception.evaluation.report import figure
+from ood_perception.evaluation.s2m_metrics import S2MMetrics
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
+# A refined model run adds the frame's S2M map (float32 in [0, 1]).
+RefinedFrame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray, np.ndarray]
 # metrics.py follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly pixels
 UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
 
@@ -131,8 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(0.0, 1.0),
         metavar=("LO", "HI"),
-        help="score range of the 100-threshold AuIoU / mean F1 sweep",
+        help="score range of the 100-threshold AuIoU / mean F1 sweeps (S2M's: the dataset's "
+        "score minimum and maximum)",
     )
+    add_refine_arguments(parser)
 
 
 @dataclass
@@ -144,6 +153,7 @@ class Source:
     count: int
     frames: object  # () -> Iterator[Frame]
     dataset: Dataset | None = None  # the labels of a model run's second pass
+    refined_frames: object = None  # () -> Iterator[RefinedFrame] when refining
 
 
 @dataclass
@@ -188,17 +198,27 @@ def open_source(args: argparse.Namespace) -> Source:
         raise ConfigurationError("--model and --dataset go together")
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
+    refining = refine_config(args) if hasattr(args, "refine") else None
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
 
-    def scored() -> Iterator[Frame]:
+    def with_maps() -> Iterator[RefinedFrame]:
         from ood_perception.backends import create_backend
         from ood_perception.core.pipeline import Pipeline
         from ood_perception.core.postprocess import PostprocessConfig
+        from ood_perception.core.refine import open_refiner
 
-        pipeline = Pipeline(create_backend(args.backend, str(args.model)), PostprocessConfig())
+        backend = create_backend(args.backend, str(args.model))
+        refiner = None if refining is None else open_refiner(
+            args.sam, refining, args.backend, "cpu", args.s2m_detector, backend.info.score_range)
+        pipeline = Pipeline(backend, PostprocessConfig(), refiner=refiner)
         for name, rgb, label in dataset:
             result = pipeline.process([rgb])[0]
-            yield name, rgb, np.asarray(result.anomaly_score, np.float32), label
+            yield (name, rgb, np.asarray(result.anomaly_score, np.float32), label,
+                   result.s2m_score)
+
+    def scored() -> Iterator[Frame]:
+        for name, rgb, score, label, _ in with_maps():
+            yield name, rgb, score, label
 
     return Source(
         f"{args.model.name} on {args.dataset} ({dataset.format})",
@@ -206,6 +226,7 @@ def open_source(args: argparse.Namespace) -> Source:
         len(dataset),
         scored,
         dataset,
+        with_maps if refining is not None else None,
     )
 
 
@@ -221,6 +242,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigurationError(
             "--save-scores keeps a model's score maps; with --scores there are none to keep"
         )
+    if args.refine != "none" and args.model is None:
+        raise ConfigurationError("--refine s2m refines a model's frames: give --model and "
+                                 "--dataset")
+    refine_config(args)
     for flag, path, folder in (
         ("--json", args.json, False),
         ("--report", args.report, True),
@@ -257,14 +282,22 @@ def evaluate(args: argparse.Namespace, source: Source) -> dict:
     from ood_perception.evaluation.report import WorstFrames, write_markdown
 
     pixels = PixelMetrics(key_dtype=args.key_precision)
+    s2m = S2MMetrics(*args.sweep_range)
     worst = WorstFrames(args.worst if args.report else 0)
     track = source.track if args.track == "auto" else args.track
     inline = None
     if not args.no_components and args.component_threshold is not None:
         inline = ComponentMetrics(ComponentConfig.for_track(track, args.component_threshold))
+    refined = None if source.refined_frames is None else RefinedMetrics(
+        args, ComponentConfig.for_track(track, 0.0))
+    frames = (source.refined_frames() if refined is not None
+              else ((*frame, None) for frame in source.frames()))
     with _score_cache(args) as cache:
-        for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
+        for name, rgb, score, label, s2m_map in _progress(frames, source.count, "evaluate"):
             pixels.update(score, label)
+            s2m.update(score, label)
+            if refined is not None:
+                refined.update(s2m_map, label)
             if worst.count:
                 worst.offer(name, frame_ap(score, label), rgb, score, label)
             if inline is not None:
@@ -280,12 +313,41 @@ def evaluate(args: argparse.Namespace, source: Source) -> dict:
             for _, _, score, label in _progress(frames, source.count, "components"):
                 components.update(score, label)
     results = _results(pixels, components, source, args)
+    results["s2m"] = {**s2m.summary(), "range": list(args.sweep_range)}
     if components is not None:
         results["components"]["track"] = track
+    if refined is not None:
+        results["refined"] = refined.summary() | {"track": track}
     if args.report:
         with _writing(args.report):
             write_markdown(results, pixels.curve(), worst, args.report)
     return results
+
+
+class RefinedMetrics:
+    """The S2M maps' metrics: pixel (AP, AUROC, FPR95), SMIYC components of the obstacle mask
+    (map > 0) and S2M's own over [0, 1]."""
+
+    def __init__(self, args: argparse.Namespace, components: ComponentConfig):
+        self.pixels = PixelMetrics(key_dtype=args.key_precision)
+        self.components = None if args.no_components else ComponentMetrics(components)
+        self.s2m = S2MMetrics(0.0, 1.0)
+
+    def update(self, s2m_map: np.ndarray, label: np.ndarray) -> None:
+        self.pixels.update(s2m_map, label)
+        self.s2m.update(s2m_map, label)
+        if self.components is not None:
+            self.components.update(s2m_map, label)
+
+    def summary(self) -> dict:
+        pixels = self.pixels.summary()
+        result = {key: pixels[key] for key in ("ap", "auroc", "fpr95")}
+        if pixels["positive_pixels"] == 0:
+            result["fpr95"] = float("nan")
+        result["s2m"] = self.s2m.summary() | {"range": [0.0, 1.0]}
+        if self.components is not None:
+            result["components"] = self.components.summary()
+        return result
 
 
 @contextmanager
@@ -367,6 +429,25 @@ def print_summary(results: dict) -> None:
             f"  components at {figure(c['threshold'], '.6g')}: sIoU {figure(c['siou_gt'])}"
             f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}"
         )
+    if "s2m" in results:
+        _print_s2m("  S2M metrics", results["s2m"])
+    if "refined" in results:
+        r = results["refined"]
+        print(f"refined by S2M (SAM masks): AP {figure(r['ap'])}  AUROC {figure(r['auroc'])}"
+              f"  FPR95 {figure(r['fpr95'])}")
+        if "components" in r:
+            c = r["components"]
+            print(f"  components of the refined mask: sIoU {figure(c['siou_gt'])}"
+                  f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}")
+        _print_s2m("  S2M metrics", r["s2m"])
+
+
+def _print_s2m(title: str, s2m: dict) -> None:
+    """S2M's per-image metrics, named apart from SMIYC's sIoU / F1."""
+    lo, hi = s2m["range"]
+    print(f"{title} (per-image IoU / F1 over 101 thresholds in [{lo:g}, {hi:g}]): "
+          f"AuIoU {figure(s2m['auiou'])}  best IoU {figure(s2m['best_iou'])}"
+          f"  mean F1 {figure(s2m['mean_f1'])}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,11 +2,12 @@
 them for the torch runtime.
 
 `SamImageEncoderDeploy`: uint8 [B, H, W, 3] RGB frames at the anomaly graph's input size ->
-image embeddings [B, 256, 64, 64], with segment-anything's preprocessing inside (longest side
-to 1024 with antialiasing, within a grey level of the PIL resize its predictor uses;
-normalised; zero padding right and bottom). `SamPromptDecoderDeploy`: embeddings, N boxes in
-SAM's input frame and the frame index of each box -> N low-resolution mask logits
-[N, 1, 256, 256] and IoU predictions [N, 1]; N and B are free, nothing depends on the data.
+image embeddings [B, 256, 64, 64], with segment-anything's preprocessing inside: longest side
+to 1024 with antialiasing (within a grey level of the PIL resize its predictor uses; matrix
+products, which every runtime runs), normalised, zero padding right and bottom.
+`SamPromptDecoderDeploy`: embeddings, N boxes in SAM's input frame and the frame index of each
+box -> N low-resolution mask logits [N, 1, 256, 256] and IoU predictions [N, 1]; N and B are
+free, nothing depends on the data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from ood_perception import __version__
 from ood_perception.contract import SamGraphInfo
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.layers.resize import AntialiasedResize
 from ood_perception.models.loading import load_strict
 from ood_perception.models.sam.image_encoder import SamViTConfig
 from ood_perception.models.sam.sam import SAM_MEAN_255, SAM_STD_255, Sam, SamConfig, resized_size
@@ -59,6 +61,8 @@ class SamImageEncoderDeploy(nn.Module):
         self.img_size = sam.cfg.img_size
         self.input_size = tuple(input_size)
         self.resized = resized_size(*self.input_size, self.img_size)
+        self.resize = (AntialiasedResize(self.input_size, self.resized)
+                       if self.resized != self.input_size else None)
         self.register_buffer("mean", torch.tensor(SAM_MEAN_255).view(1, -1, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(SAM_STD_255).view(1, -1, 1, 1),
@@ -66,9 +70,8 @@ class SamImageEncoderDeploy(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float()
-        if self.resized != self.input_size:
-            x = F.interpolate(x, self.resized, mode="bilinear", align_corners=False,
-                              antialias=True)
+        if self.resize is not None:
+            x = self.resize(x)
         x = (x - self.mean) / self.std
         x = F.pad(x, (0, self.img_size - self.resized[1], 0, self.img_size - self.resized[0]))
         return self.image_encoder(x)

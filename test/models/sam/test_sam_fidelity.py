@@ -97,9 +97,9 @@ def test_encoder_resize_is_within_a_grey_level_of_the_official_pil_resize():
     frame = rng.integers(0, 256, size=(90, 160, 3), dtype=np.uint8)
     frame[:, :80] = frame[:, :80] // 8 * 8  # flat patches and edges, as in camera frames
     official = pil_resized(frame, 64).astype(np.float32)
-    ours = torch.nn.functional.interpolate(
-        torch.from_numpy(frame).permute(2, 0, 1).float()[None], resized_size(90, 160, 64),
-        mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0).numpy()
+    resize = SamImageEncoderDeploy(Sam(TINY_VIT), (90, 160)).resize
+    ours = resize(torch.from_numpy(frame).permute(2, 0, 1).float()[None])[0].permute(
+        1, 2, 0).numpy()
     assert official.shape == ours.shape == (36, 64, 3)
     assert np.abs(ours - official).max() <= 1.0
 

@@ -3,7 +3,8 @@
 Writes the contract graph (and with --save-torch the `.pt` deploy file beside it), then runs
 ONNX Runtime on random frames and prints the largest score difference from PyTorch. SAM models
 (`sam-vit-b`, `sam-vit-l`, `sam-vit-h`, `mobile-sam`) write S2M's two graphs instead: the image
-encoder at --output and the prompt-and-mask decoder beside it (`<output stem>.decoder.onnx`).
+encoder at --output and the prompt-and-mask decoder beside it (`<output stem>.decoder.onnx`);
+`s2m-detector` writes S2M's box detector on score maps of --input-size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ood_perception.cli.arguments import check_output, image_size
 from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.models.s2m import DETECTOR_MODEL
 from ood_perception.models.sam import MODEL_NAMES as SAM_MODELS
 
 # Flags that only the UEM family (`uem-*`) understands.
@@ -28,12 +30,13 @@ NOT_FOR_SAM = {"variant": "--variant", "score": "--score", "window": "--window",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="registered model name, e.g. uem-dinov2-b or uno-m2f-swin-l; "
-                        f"S2M's SAM graphs: {', '.join(SAM_MODELS)}")
+                        f"S2M's SAM graphs: {', '.join(SAM_MODELS)}; S2M's box detector: "
+                        f"{DETECTOR_MODEL}")
     parser.add_argument("--variant", help="UEM heads: dd, gd or gg (default dd); Mask2Former "
                         "class head for --random-init: uno (K+2, default) or closed (K+1)")
     parser.add_argument("--checkpoint",
-                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, or SAM "
-                        ".pth (segment-anything) / .pt (MobileSAM)")
+                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, SAM .pth "
+                        "(segment-anything) / .pt (MobileSAM), or S2M's detectron2 detector")
     parser.add_argument("--segmentor-checkpoint",
                         help="UEM only: segmentor .ckpt; default: the UEM file's segmentor.*")
     parser.add_argument("--random-init", action="store_true",
@@ -112,8 +115,41 @@ def export_sam(args: argparse.Namespace) -> None:
               + f" ({time.perf_counter() - exported:.1f} s)")
 
 
+def export_detector(args: argparse.Namespace) -> None:
+    """S2M's detector graph (score map [1, H, W] -> boxes, scores, classes), checked in ONNX
+    Runtime on a random score map unless --no-check."""
+    import numpy as np
+    import torch
+
+    from ood_perception.export.s2m import check_detector_onnxruntime, export_detector
+    from ood_perception.models.s2m.checkpoints import load_detector_checkpoint
+    from ood_perception.models.s2m.detector import ScoreBoxDetector
+
+    used = [flag for name, flag in NOT_FOR_SAM.items() if getattr(args, name)]
+    if used or args.save_torch:
+        raise ConfigurationError(f"{', '.join(used or ['--save-torch'])} do not apply to "
+                                 f"{DETECTOR_MODEL}")
+    torch.manual_seed(args.seed)
+    detector = ScoreBoxDetector()
+    if args.checkpoint:
+        load_detector_checkpoint(detector, args.checkpoint)
+    start = time.perf_counter()
+    path = export_detector(detector.eval(), args.input_size, args.output, args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {DETECTOR_MODEL} on "
+          f"{args.input_size[0]}x{args.input_size[1]} score maps); export "
+          f"{time.perf_counter() - start:.1f} s")
+    if not args.no_check:
+        rng = np.random.default_rng(args.seed + 1)
+        score = rng.normal(size=(1, *args.input_size)).astype(np.float32)
+        print(f"onnxruntime vs torch: {check_detector_onnxruntime(path, detector, score)}")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.model == DETECTOR_MODEL:
+            _check_flags(args)
+            export_detector(args)
+            return 0
         if args.model in SAM_MODELS:
             _check_flags(args)
             export_sam(args)

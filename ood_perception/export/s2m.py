@@ -1,9 +1,11 @@
-"""ONNX export of the S2M graphs (SAM's image encoder and prompt-and-mask decoder) and checks.
+"""ONNX export of the S2M graphs (SAM's image encoder and prompt-and-mask decoder, and the
+box detector) and their checks.
 
 The encoder graph takes the contract's uint8 frames at the anomaly graph's input size (dynamic
 batch); the decoder graph takes its embeddings, N boxes and their frame indices (N and the batch
 dynamic). Both carry `SamGraphInfo` metadata, pass `onnx.checker`, and are compared with
-PyTorch in ONNX Runtime.
+PyTorch in ONNX Runtime. The detector graph maps its two custom ops onto ONNX
+`NonMaxSuppression` and `RoiAlign`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from ood_perception.models.sam.deploy import (
 from ood_perception.models.sam.sam import Sam
 
 LOG = logging.getLogger(__name__)
+# Names of the detector graph's tensors.
+DETECTOR_INPUT = "anomaly_score"
+DETECTOR_OUTPUTS = ("boxes", "scores", "classes")
 # Upper bounds the exporter needs for the dynamic axes; the graphs take any size below.
 MAX_BATCH = 64
 MAX_BOXES = 1024
@@ -138,3 +143,67 @@ def check_sam_onnxruntime(encoder_path: str | Path, sam: Sam, input_size: tuple[
         result[f"masks_{count}"] = float(np.abs(masks - ref_masks.numpy()).max(initial=0.0))
         result[f"iou_{count}"] = float(np.abs(iou - ref_iou.numpy()).max(initial=0.0))
     return result
+
+
+def _nms_onnx(boxes, scores, groups, num_groups: int, iou_threshold: float,
+              score_threshold: float):
+    """`ood_perception::nms` as ONNX: one NonMaxSuppression class per group (a box scores -inf
+    outside its own), then the kept boxes in descending score."""
+    from onnxscript import opset18 as op
+
+    onehot = op.Equal(op.Unsqueeze(op.Range(0, num_groups, 1), [1]), op.Unsqueeze(groups, [0]))
+    per_group = op.Where(onehot, op.Unsqueeze(scores, [0]), op.Constant(value_float=-np.inf))
+    selected = op.NonMaxSuppression(
+        op.Unsqueeze(boxes, [0]), op.Unsqueeze(per_group, [0]), op.Shape(scores),
+        op.Constant(value_float=iou_threshold), op.Constant(value_float=score_threshold))
+    kept = op.Reshape(op.Slice(selected, [2], [3], [1]), [-1])
+    _, order = op.TopK(op.Gather(scores, kept), op.Shape(kept), axis=0, largest=1, sorted=1)
+    return op.Gather(kept, order)
+
+
+def _roi_align_onnx(features, boxes, batch_index, output_size: int, spatial_scale: float):
+    """`ood_perception::roi_align` as ONNX RoiAlign (aligned = half-pixel, adaptive grid)."""
+    from onnxscript import opset18 as op
+
+    return op.RoiAlign(features, boxes, batch_index, coordinate_transformation_mode="half_pixel",
+                       mode="avg", output_height=output_size, output_width=output_size,
+                       sampling_ratio=0, spatial_scale=spatial_scale)
+
+
+def export_detector(detector, input_size: tuple[int, int], path: str | Path,
+                    opset: int = 18) -> Path:
+    """Write the detector graph for score maps of `input_size` (batch 1) and check it."""
+    import onnx
+
+    from ood_perception.models.s2m.detector import ScoreBoxDetectorDeploy
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deploy = ScoreBoxDetectorDeploy(detector.eval()).eval()
+    sample = torch.zeros((1, *input_size))
+    with torch.no_grad():
+        program = torch.onnx.export(
+            deploy, (sample,), input_names=[DETECTOR_INPUT], output_names=list(DETECTOR_OUTPUTS),
+            opset_version=opset, dynamo=True, external_data=False,
+            custom_translation_table={torch.ops.ood_perception.nms.default: _nms_onnx,
+                                      torch.ops.ood_perception.roi_align.default:
+                                      _roi_align_onnx})
+    program.save(str(path))
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def check_detector_onnxruntime(path: str | Path, detector, score: np.ndarray) -> str:
+    """How the detector graph's detections on `score` [1, H, W] compare with PyTorch's."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, scores, classes = session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: score})
+    with torch.no_grad():
+        found = detector.eval()([torch.from_numpy(score[0])])[0]
+    if boxes.shape != tuple(found.boxes.shape) or not np.array_equal(classes,
+                                                                      found.classes.numpy()):
+        return f"{len(boxes)} detections, PyTorch {len(found.boxes)} (or other classes)"
+    return (f"{len(boxes)} detections; max |box diff| "
+            f"{np.abs(boxes - found.boxes.numpy()).max(initial=0.0):.3g}, max |score diff| "
+            f"{np.abs(scores - found.scores.numpy()).max(initial=0.0):.3g}")

@@ -60,3 +60,35 @@ def test_flags_that_mean_nothing_to_sam_are_refused(tmp_path, capsys, flags):
                "--output", str(tmp_path / "sam.onnx"), *flags])
     assert rc == 2
     assert "do not apply to SAM models" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_detector_exports_and_onnxruntime_finds_the_same_boxes(tmp_path):
+    """Its NMS and RoIAlign custom ops become ONNX NonMaxSuppression and RoiAlign."""
+    import numpy as np
+    import onnxruntime as ort
+    from s2m_tiny import random_detector, score_map
+
+    from ood_perception.export.s2m import DETECTOR_INPUT, DETECTOR_OUTPUTS, export_detector
+
+    detector = random_detector(seed=0)
+    path = export_detector(detector, (100, 140), tmp_path / "detector.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"NonMaxSuppression", "RoiAlign"} <= ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in (1, 3):
+        score = score_map(100, 140, seed=seed)
+        boxes, scores, classes = session.run(list(DETECTOR_OUTPUTS),
+                                             {DETECTOR_INPUT: score[None].numpy()})
+        found = detector([score])[0]
+        assert len(boxes) == len(found.boxes) > 10
+        assert np.abs(boxes - found.boxes.detach().numpy()).max() < 1e-3
+        assert np.abs(scores - found.scores.detach().numpy()).max() < 1e-5
+        assert np.array_equal(classes, found.classes.numpy())
+
+
+def test_detector_export_refuses_sam_and_contract_flags(tmp_path, capsys):
+    rc = main(["export", "--model", "s2m-detector", "--random-init", "--input-size", "64x96",
+               "--output", str(tmp_path / "d.onnx"), "--save-torch"])
+    assert rc == 2
+    assert "--save-torch do not apply to s2m-detector" in capsys.readouterr().err

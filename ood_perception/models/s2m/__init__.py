@@ -4,3 +4,6 @@ The official prompt generator (detectron2's Faster R-CNN R50-FPN run on the scor
 detectron2's parameter names), the detector-free proposals built from a score's connected
 components, and the official rule that merges SAM's masks into one map.
 """
+
+# Model name of the detector graph (`export --model`); torch-free, for the CLI's flag checks.
+DETECTOR_MODEL = "s2m-detector"

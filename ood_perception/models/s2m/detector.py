@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ood_perception.models.backbones.resnet import ResNetConfig
-from ood_perception.models.s2m.box_ops import nonempty
 from ood_perception.models.s2m.fpn import FPN, STRIDES
 from ood_perception.models.s2m.roi_heads import StandardROIHeads
 from ood_perception.models.s2m.rpn import RPN
@@ -92,8 +91,17 @@ class ScoreBoxDetector(nn.Module):
         images, sizes = self.prepare(scores)
         features = self.backbone(images)
         proposals = self.proposal_generator(features, sizes)
-        results = []
-        for boxes, confidence, classes in self.roi_heads(features[:4], proposals, sizes):
-            keep = nonempty(boxes)  # detector_postprocess at the input's own size
-            results.append(Detections(boxes[keep], confidence[keep], classes[keep]))
-        return results
+        return [Detections(*found) for found in self.roi_heads(features[:4], proposals, sizes)]
+
+
+class ScoreBoxDetectorDeploy(nn.Module):
+    """The exportable graph: score float32 [1, H, W] (the frame's anomaly score, as the
+    detector was trained on it) -> boxes [D, 4], scores [D], classes int64 [D]."""
+
+    def __init__(self, detector: ScoreBoxDetector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = self.detector([score[0]])[0]
+        return found.boxes, found.scores, found.classes

@@ -1,14 +1,12 @@
 """RoIAlign as detectron2's `ROIPooler` runs it (`ROIAlignV2`: torchvision `roi_align` with
-aligned=True, adaptive sampling), in torch.
+aligned=True, adaptive sampling), in torch, and the FPN level each box is pooled from.
 
-Each box is assigned to one FPN level by its size; each output bin averages a grid of
-ceil(box side / bins) x ceil(...) bilinear samples, which differs per box, so boxes are pooled
-in groups of equal grid size. Samples outside [-1, size] read 0; others clamp to the border.
+Each output bin averages a grid of ceil(box side / bins) x ceil(...) bilinear samples, which
+differs per box, so boxes are pooled in groups of equal grid size. Samples outside [-1, size]
+read 0; others clamp to the border.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -83,33 +81,3 @@ def roi_align(feature: torch.Tensor, boxes: torch.Tensor, output_size: int,
             samples = samples.reshape(len(chunk), -1, out, grid_h, out, grid_w)
             result[chunk] = samples.sum(dim=(3, 5)) / (grid_h * grid_w)
     return result
-
-
-class ROIPooler(torch.nn.Module):
-    """Multi-level ROIAlignV2 over FPN features [p2..p5] (strides `2 ** min_level`...)."""
-
-    def __init__(self, output_size: int, strides: tuple[int, ...],
-                 canonical_box_size: int = 224, canonical_level: int = 4):
-        super().__init__()
-        self.output_size = output_size
-        self.scales = tuple(1.0 / s for s in strides)
-        self.min_level = int(math.log2(strides[0]))
-        self.max_level = int(math.log2(strides[-1]))
-        self.canonical_box_size = canonical_box_size
-        self.canonical_level = canonical_level
-
-    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
-        """Features [B, C, Hl, Wl] per level, boxes [Ri, 4] per image -> [sum Ri, C, o, o]."""
-        pooled = []
-        for image, image_boxes in enumerate(boxes):
-            levels = assign_levels(image_boxes, self.min_level, self.max_level,
-                                   self.canonical_box_size, self.canonical_level)
-            out = features[0].new_zeros((image_boxes.shape[0], features[0].shape[1],
-                                         self.output_size, self.output_size))
-            for level, scale in enumerate(self.scales):
-                chosen = torch.nonzero(levels == level)[:, 0]
-                if chosen.numel():
-                    out[chosen] = roi_align(features[level][image], image_boxes[chosen],
-                                            self.output_size, scale)
-            pooled.append(out)
-        return torch.cat(pooled)

@@ -9,13 +9,46 @@ deltas; boxes scoring above `score_thresh` are clipped, suppressed per class and
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_perception.models.s2m.box_ops import apply_deltas, clip_boxes
-from ood_perception.models.s2m.nms import batched_nms
-from ood_perception.models.s2m.roi_align import ROIPooler
+from ood_perception.models.s2m import ops
+from ood_perception.models.s2m.box_ops import apply_deltas, clip_boxes, nonempty
+from ood_perception.models.s2m.roi_align import assign_levels
+
+
+class ROIPooler(nn.Module):
+    """Multi-level ROIAlignV2 over FPN features p2..p5 (strides 4..32): each box pooled from
+    the level its size picks."""
+
+    def __init__(self, output_size: int, strides: tuple[int, ...],
+                 canonical_box_size: int = 224, canonical_level: int = 4):
+        super().__init__()
+        self.output_size = output_size
+        self.scales = tuple(1.0 / s for s in strides)
+        self.min_level = int(math.log2(strides[0]))
+        self.max_level = int(math.log2(strides[-1]))
+        self.canonical_box_size = canonical_box_size
+        self.canonical_level = canonical_level
+
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Features [B, C, Hl, Wl] per level, boxes [Ri, 4] per image -> [sum Ri, C, o, o]."""
+        all_boxes = torch.cat(boxes)
+        batch_index = torch.cat([torch.full_like(b[:, 0], i, dtype=torch.int64)
+                                 for i, b in enumerate(boxes)])
+        levels = assign_levels(all_boxes, self.min_level, self.max_level,
+                               self.canonical_box_size, self.canonical_level)
+        out = features[0].new_zeros((all_boxes.shape[0], features[0].shape[1],
+                                     self.output_size, self.output_size))
+        for level, scale in enumerate(self.scales):
+            chosen = torch.nonzero(levels == level)[:, 0]
+            out = out.index_put((chosen,), ops.roi_align(
+                features[level], all_boxes[chosen], batch_index[chosen], self.output_size,
+                scale))
+        return out
 
 
 class FastRCNNConvFCHead(nn.Module):
@@ -48,18 +81,18 @@ def fast_rcnn_inference(boxes: torch.Tensor, probs: torch.Tensor, size: tuple[in
     """One image: per-class boxes [R, K*4], probabilities [R, K+1] -> (boxes [D, 4], scores
     [D], classes [D]), best first (`fast_rcnn_inference_single_image`)."""
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(probs).all(dim=1)
-    boxes, probs = boxes[valid], probs[valid]
-    scores = probs[:, :-1]
-    classes = boxes.shape[1] // 4
-    boxes = clip_boxes(boxes.reshape(-1, 4), size).view(-1, classes, 4)
-    chosen = scores > score_thresh
-    index = torch.nonzero(chosen)
-    boxes = boxes[index[:, 0], 0] if classes == 1 else boxes[chosen]
-    scores = scores[chosen]
-    keep = batched_nms(boxes, scores, index[:, 1], nms_thresh)
+    classes = probs.shape[1] - 1
+    # Candidates: every (box, class) pair; invalid rows score -inf, below any threshold.
+    scores = torch.where(valid[:, None], probs[:, :-1], float("-inf")).reshape(-1)
+    boxes = torch.where(valid[:, None], boxes, 0.0).reshape(-1, boxes.shape[1] // 4, 4)
+    boxes = clip_boxes(boxes.expand(-1, classes, -1).reshape(-1, 4), size)
+    labels = torch.arange(classes, device=boxes.device).repeat(probs.shape[0])
+    keep = ops.nms(boxes, scores, labels, classes, nms_thresh, score_thresh)
     if topk >= 0:
         keep = keep[:topk]
-    return boxes[keep], scores[keep], index[keep, 1]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    kept = nonempty(boxes)  # detector_postprocess at the input's own size
+    return boxes[kept], scores[kept], labels[kept]
 
 
 class StandardROIHeads(nn.Module):
@@ -83,7 +116,7 @@ class StandardROIHeads(nn.Module):
         logits, deltas = self.box_predictor(self.box_head(pooled))
         boxes = apply_deltas(deltas, torch.cat(proposals), self.box_weights)
         probs = F.softmax(logits, dim=-1)
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]
         return [fast_rcnn_inference(b, p, size, self.score_thresh, self.nms_thresh,
                                     self.detections_per_image)
                 for b, p, size in zip(boxes.split(counts), probs.split(counts), image_sizes,

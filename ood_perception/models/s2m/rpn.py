@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ood_perception.models.s2m import ops
 from ood_perception.models.s2m.box_ops import apply_deltas, clip_boxes, nonempty
-from ood_perception.models.s2m.nms import batched_nms
 
 # RPN.BBOX_REG_WEIGHTS
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
@@ -102,15 +102,13 @@ class RPN(nn.Module):
                                      torch.cat(levels))
         results = []
         for image, size in enumerate(image_sizes):
-            boxes, image_scores, image_levels = proposals[image], scores[image], levels
-            valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(image_scores)
-            boxes, image_scores, image_levels = (boxes[valid], image_scores[valid],
-                                                 image_levels[valid])
-            boxes = clip_boxes(boxes, size)
-            keep = nonempty(boxes, self.min_box_size)
-            boxes, image_scores, image_levels = (boxes[keep], image_scores[keep],
-                                                 image_levels[keep])
-            keep = batched_nms(boxes, image_scores, image_levels,
-                               self.nms_thresh)[: self.post_nms_topk]
-            results.append(boxes[keep])
+            boxes = proposals[image]
+            valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores[image])
+            boxes = clip_boxes(torch.where(valid[:, None], boxes, 0.0), size)
+            # Non-finite and empty proposals drop out of NMS with a score of -inf.
+            valid = valid & nonempty(boxes, self.min_box_size)
+            image_scores = torch.where(valid, scores[image], float("-inf"))
+            keep = ops.nms(boxes, image_scores, levels, len(features), self.nms_thresh,
+                           torch.finfo(torch.float32).min)
+            results.append(boxes[keep[: self.post_nms_topk]])
         return results

@@ -6,6 +6,7 @@ runs; the encoder replays a CUDA graph per batch size, the decoder (N varies) ru
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ood_perception.models.sam.deploy import (
     load_sam_deploy,
     torch_path_for,
 )
+from ood_perception.models.sam.sam import Sam
 
 PRECISIONS = BACKEND_PRECISIONS["torch"]
 
@@ -35,15 +37,29 @@ class TorchSamRunner:
 
     def __init__(self, model_path: str | Path, device: str = "cpu", precision: str = "fp32",
                  cuda_graphs: bool = True):
+        path = Path(model_path)
+        sam, name, input_size = load_sam_deploy(path if path.suffix == ".pt"
+                                                else torch_path_for(path))
+        self._setup(sam, name, input_size, device, precision, cuda_graphs)
+
+    @classmethod
+    def from_model(cls, sam: Sam, model_name: str, input_size: tuple[int, int],
+                   device: str = "cpu", precision: str = "fp32",
+                   cuda_graphs: bool = True) -> TorchSamRunner:
+        """A runner on a SAM in memory (benchmarks); it works on its own copy."""
+        runner = cls.__new__(cls)
+        runner._setup(copy.deepcopy(sam), model_name, input_size, device, precision,
+                      cuda_graphs)
+        return runner
+
+    def _setup(self, sam: Sam, name: str, input_size: tuple[int, int], device: str,
+               precision: str, cuda_graphs: bool) -> None:
         if precision not in PRECISIONS:
             raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if parse_device(device).is_cuda and not torch.cuda.is_available():
             raise ConfigurationError(f"device {device!r} needs CUDA, which torch does not see")
         if device == "cpu" and precision == "fp16":
             raise ConfigurationError("fp16 needs a CUDA device; use fp32 or bf16 on cpu")
-        path = Path(model_path)
-        sam, name, input_size = load_sam_deploy(path if path.suffix == ".pt"
-                                                else torch_path_for(path))
         self._device = torch.device(device)
         self.device = str(self._device)
         self.precision = precision

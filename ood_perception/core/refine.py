@@ -76,6 +76,13 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _finished(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` once the device has computed it, so each stage is timed to its end."""
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+    return tensor
+
+
 class Refiner:
     """A SAM runner, the refine config and (for `boxes="detector"`) the S2M detector.
 
@@ -127,7 +134,7 @@ class Refiner:
         start = time.perf_counter()
         if tuple(batch.shape[1:3]) != info.input_size:  # SAM exported for another size
             batch = make_batch(frames, info.input_size)
-        embeddings = self.runner.encode(batch)
+        embeddings = _finished(self.runner.encode(batch))
         encoder_ms = _ms(start)
         prompts, prompt_ms = [], []
         if self.config.boxes == "detector":
@@ -145,7 +152,7 @@ class Refiner:
                      for (boxes, _), frame in zip(prompts, frames, strict=True)]
         index = torch.cat([torch.full((len(b),), i, dtype=torch.int64)
                            for i, b in enumerate(sam_boxes)])
-        low_res, _ = self.runner.decode(embeddings, torch.cat(sam_boxes), index)
+        low_res = _finished(self.runner.decode(embeddings, torch.cat(sam_boxes), index)[0])
         decoder_ms = _ms(start)
         refined_config = replace(config, score_threshold=0.0)
         results, first = [], 0

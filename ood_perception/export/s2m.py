@@ -10,7 +10,7 @@ PyTorch in ONNX Runtime. The detector graph maps its two custom ops onto ONNX
 
 from __future__ import annotations
 
-import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from ood_perception.contract import (
     SamGraphInfo,
 )
 from ood_perception.errors import ConfigurationError
+from ood_perception.export.onnx import EXTERNAL_DATA_BYTES
 from ood_perception.models.sam.deploy import (
     SamImageEncoderDeploy,
     SamPromptDecoderDeploy,
@@ -36,7 +37,6 @@ from ood_perception.models.sam.deploy import (
 )
 from ood_perception.models.sam.sam import Sam
 
-LOG = logging.getLogger(__name__)
 # Names of the detector graph's tensors.
 DETECTOR_INPUT = "anomaly_score"
 DETECTOR_OUTPUTS = ("boxes", "scores", "classes")
@@ -62,20 +62,25 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
               for axes in dynamic.values() for label, bound in axes.values()}
     dims = {name: {axis: labels[label] for axis, (label, _) in axes.items()}
             for name, axes in dynamic.items()}
-    program = torch.onnx.export(module, args, input_names=inputs, output_names=outputs,
-                                opset_version=opset, dynamic_shapes=dims, dynamo=True,
-                                external_data=False)
+    with warnings.catch_warnings():  # outputs sharing an axis with inputs keep one name
+        warnings.filterwarnings("ignore", message="# The axis name")
+        program = torch.onnx.export(module, args, input_names=inputs, output_names=outputs,
+                                    opset_version=opset, dynamic_shapes=dims, dynamo=True)
     program.save(str(path))
 
 
 def _finish(path: Path, info: SamGraphInfo) -> None:
+    """Metadata in; weights in `<name>.data` beside the graph above the protobuf limit
+    (ViT-H's encoder)."""
     import onnx
 
     model = onnx.load(str(path))
     del model.metadata_props[:]
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    external = model.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(model, str(path), save_as_external_data=external,
+              location=path.name + ".data" if external else None)
     onnx.checker.check_model(str(path))
 
 

@@ -19,6 +19,13 @@ from ood_perception.errors import ConfigurationError
 from ood_perception.export.s2m import sample_boxes
 from ood_perception.models.sam.deploy import decoder_path_for
 
+try:
+    import tensorrt  # noqa: F401
+
+    HAVE_TENSORRT = torch.cuda.is_available()
+except ImportError:
+    HAVE_TENSORRT = False
+
 
 @pytest.fixture(scope="module")
 def runners(tiny_sam):
@@ -92,3 +99,46 @@ def test_engine_keys_from_before_profiles_still_match(tmp_path: Path):
     profiled = EngineKey(**{**asdict(key), "profile": json.dumps({"boxes": [[1, 4]]})})
     usable, reason = cached_engine_status(onnx_path, profiled)
     assert not usable and "profile" in reason
+
+
+def _gpu_parity(runner, reference, precision_atol: float) -> None:
+    """The runner on CUDA against the CPU fp32 torch runner: embeddings and 0/1/17 boxes."""
+    frames = np.random.default_rng(2).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    expected = reference.encode(frames)
+    embeddings = runner.encode(torch.from_numpy(frames).cuda())
+    assert embeddings.is_cuda
+    assert (embeddings.cpu() - expected).abs().max() < precision_atol
+    for count in (0, 1, 17):
+        boxes = torch.from_numpy(sample_boxes(count, reference.info, seed=count))
+        index = torch.arange(count) % 2
+        masks, iou = runner.decode(embeddings, boxes, index)
+        want_masks, want_iou = reference.decode(expected, boxes, index)
+        assert masks.shape == want_masks.shape
+        assert (masks.cpu() - want_masks).abs().max(initial=0.0) < 10 * precision_atol
+        assert (iou.cpu() - want_iou).abs().max(initial=0.0) < 10 * precision_atol
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_runner_on_cuda_matches_cpu(tiny_sam, runners):
+    _, reference = runners
+    runner = create_sam_runner("torch", tiny_sam.encoder, device="cuda")
+    try:
+        _gpu_parity(runner, reference, 1e-3)
+    finally:
+        runner.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT is not installed on this machine")
+def test_tensorrt_runner_matches_torch(tiny_sam, runners, tmp_path):
+    _, reference = runners
+    for suffix in (".onnx", ".decoder.onnx"):  # engines are cached beside the graphs
+        source = tiny_sam.encoder.with_name("sam" + suffix)
+        (tmp_path / ("sam" + suffix)).write_bytes(source.read_bytes())
+    runner = create_sam_runner("tensorrt", tmp_path / "sam.onnx", precision="fp32",
+                               max_batch=2, max_boxes=8)
+    try:
+        _gpu_parity(runner, reference, 1e-3)  # 17 boxes run as chunks of 8
+    finally:
+        runner.close()

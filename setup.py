@@ -54,6 +54,8 @@ EXTRAS_REQUIRE = {
         # test/test_package.py builds the package as a vehicle would.
         "colcon-core>=0.15",
         "colcon-ros>=0.4",
+        # S2M fidelity reference: segment-anything's modeling code needs only torch.
+        "segment-anything==1.0",
     ],
 }
 

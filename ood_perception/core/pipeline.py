@@ -3,13 +3,16 @@
 The node, `ood-perception run`, `replay`, `evaluate` and `benchmark` all go through
 `Pipeline.process`, so they time and threshold frames the same way. With a backend on CUDA
 that can keep its outputs there (`run_torch`), upload, resize and the maps back to frame
-size run on the GPU (`gpu_preprocess`); results reach the host as numpy either way.
+size run on the GPU (`gpu_preprocess`); results reach the host as numpy either way. With a
+`Refiner` (S2M), the obstacle mask and obstacles come from SAM's masks instead of the
+thresholded score (`core.refine`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,11 +20,15 @@ from ood_perception.backends.base import Backend
 from ood_perception.core.postprocess import (
     Obstacle,
     PostprocessConfig,
+    PostprocessResult,
     postprocess,
     render_overlay,
 )
 from ood_perception.core.preprocess import make_batch, resize_classes, resize_score
 from ood_perception.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ood_perception.core.refine import Refiner
 
 STAGES = ("preprocess", "inference", "resize_back", "postprocess")
 # The GPU path also reports the host -> device copy of the frames (batch-wide, like
@@ -33,9 +40,9 @@ GPU_STAGES = ("upload", *STAGES)
 class FrameResult:
     """One frame's outputs at its own size.
 
-    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path): upload, preprocess and
-    inference are those of the whole batch the frame was in; resize_back and postprocess are
-    this frame's own.
+    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path, then `REFINE_STAGES` when
+    refining): upload, preprocess, inference, sam_encoder and sam_decoder are those of the
+    whole batch the frame was in; the other stages are this frame's own.
     """
 
     anomaly_score: np.ndarray  # float32 HxW, higher = more anomalous
@@ -43,6 +50,8 @@ class FrameResult:
     mask: np.ndarray  # uint8 HxW, 255 on kept obstacle pixels
     obstacles: list[Obstacle]
     timings: dict[str, float] = field(default_factory=dict)
+    # S2M map (float32 HxW in [0, 1]) when refining: mask and obstacles then come from it.
+    s2m_score: np.ndarray | None = None
 
 
 def _ms(start: float) -> float:
@@ -121,11 +130,13 @@ class Pipeline:
 
     `tensor_path`: None picks the GPU frame path when `runs_on_gpu(backend)`; True forces it
     for any backend with `run_torch` (on CPU it runs the same torch code, for tests).
+    `refiner`: S2M refinement of every frame (`core.refine.Refiner`), None for none.
     """
 
     def __init__(self, backend: Backend, config: PostprocessConfig,
-                 tensor_path: bool | None = None):
+                 tensor_path: bool | None = None, refiner: Refiner | None = None):
         self.backend = backend
+        self.refiner = refiner
         self._config = self._checked(config)
         if tensor_path is None:
             tensor_path = runs_on_gpu(backend)
@@ -169,6 +180,20 @@ class Pipeline:
             results.append(FrameResult(
                 anomaly_score=score, semantic=semantic, mask=post.mask, obstacles=post.obstacles,
                 timings={**batch_timings, "resize_back": resize_ms, "postprocess": _ms(start)}))
+        return self._refined(frames, batch, results, config)
+
+    def _refined(self, frames: list[np.ndarray], batch, results: list[FrameResult],
+                 config: PostprocessConfig) -> list[FrameResult]:
+        """Replace each result's mask and obstacles by the refiner's (when there is one)."""
+        if self.refiner is None:
+            return results
+        refined = self.refiner.refine(
+            frames, batch, [r.anomaly_score for r in results], [r.semantic for r in results],
+            [PostprocessResult(mask=r.mask, obstacles=r.obstacles) for r in results], config)
+        for result, frame in zip(results, refined, strict=True):
+            result.mask, result.obstacles = frame.post.mask, frame.post.obstacles
+            result.s2m_score = frame.s2m_score
+            result.timings.update(frame.timings)
         return results
 
     def overlay(self, frame: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:

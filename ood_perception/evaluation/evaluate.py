@@ -28,8 +28,11 @@ from ood_perception.evaluation.datasets import (
 )
 from ood_perception.evaluation.pixel_metrics import PixelMetrics
 from ood_perception.evaluation.report import WorstFrames
+from ood_perception.evaluation.s2m_metrics import S2MMetrics
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
+# A refined model run adds the frame's S2M map (float32 in [0, 1]).
+RefinedFrame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray, np.ndarray]
 # pixel_metrics follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly
 # pixels; the results say "undefined" instead.
 UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
@@ -75,6 +78,7 @@ class Source:
     count: int
     frames: Callable[[], Iterator[Frame]]
     dataset: Dataset | None = None  # the labels of a model run's second pass
+    refined_frames: Callable[[], Iterator[RefinedFrame]] | None = None  # with S2M maps
 
 
 def saved_source(scores: Path, labels: Path, spec: LabelSpec, label_suffix: str = "") -> Source:
@@ -148,6 +152,57 @@ def frame_ap(score: np.ndarray, label: np.ndarray) -> float:
     return single.ap()
 
 
+def refined_model_source(name: str, dataset: Dataset,
+                         process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Source:
+    """A dataset scored and refined by S2M frame by frame: `process(rgb)` -> (score, S2M map)."""
+
+    def refined() -> Iterator[RefinedFrame]:
+        for frame_name, rgb, label in dataset:
+            score, s2m_map = process(rgb)
+            yield frame_name, rgb, np.asarray(score, np.float32), label, s2m_map
+
+    def scored() -> Iterator[Frame]:
+        for frame in refined():
+            yield frame[:4]
+
+    return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
+                  dataset, refined)
+
+
+class RefinedMetrics:
+    """The S2M maps' metrics: pixel (AP, AUROC, FPR95), SMIYC components of the obstacle mask
+    (map > 0) and S2M's own over [0, 1]."""
+
+    def __init__(self, config: EvaluationConfig, track: str):
+        self.pixels = PixelMetrics(key_dtype=config.key_precision)
+        self.components = (ComponentMetrics(ComponentConfig.for_track(track, 0.0))
+                           if config.components else None)
+        self.s2m = S2MMetrics(0.0, 1.0)
+
+    def update(self, s2m_map: np.ndarray, label: np.ndarray) -> None:
+        self.pixels.update(s2m_map, label)
+        self.s2m.update(s2m_map, label)
+        if self.components is not None:
+            self.components.update(s2m_map, label)
+
+    def summary(self) -> dict:
+        pixels = self.pixels.summary()
+        result = {key: pixels[key] for key in ("ap", "auroc", "fpr95")}
+        if pixels["positive_pixels"] == 0:
+            result["fpr95"] = float("nan")
+        result["s2m"] = self.s2m.summary() | {"range": [0.0, 1.0]}
+        if self.components is not None:
+            result["components"] = self.components.summary()
+        return result
+
+
+def _split_refined(frames: Iterable[RefinedFrame], refined: RefinedMetrics) -> Iterator[Frame]:
+    """The raw-score frames of a refined run; their S2M maps go into `refined`."""
+    for name, rgb, score, label, s2m_map in frames:
+        refined.update(s2m_map, label)
+        yield name, rgb, score, label
+
+
 def evaluate(source: Source, config: EvaluationConfig) -> dict:
     """Both passes; returns the results dict (also what `--json` writes)."""
     config.validate()
@@ -158,15 +213,19 @@ def evaluate(source: Source, config: EvaluationConfig) -> dict:
     worst = worst_frames(config)
     track = source.track if config.track == "auto" else config.track
     inline = inline_components(config, track)
+    s2m = S2MMetrics(*config.sweep_range)
+    refined = None if source.refined_frames is None else RefinedMetrics(config, track)
+    frames = (source.frames() if refined is None
+              else _split_refined(source.refined_frames(), refined))
     with _score_cache(source, config) as cache:
-        first_pass(_progress(source.frames(), source.count, "evaluate"), pixels, worst, inline,
+        first_pass(_progress(frames, source.count, "evaluate"), pixels, s2m, worst, inline,
                    cache)
         components = inline
         if needs_second_pass(config):
             components = ComponentMetrics(second_pass_config(track, pixels))
             frames = source.frames() if cache is None else cached_frames(cache, source.dataset)
             second_pass(_progress(frames, source.count, "components"), components)
-    return finish(pixels, components, worst, source.name, config, track)
+    return finish(pixels, s2m, components, worst, source.name, config, track, refined)
 
 
 def worst_frames(config: EvaluationConfig, start: int = 0) -> WorstFrames:
@@ -193,12 +252,14 @@ def second_pass_config(track: str, pixels: PixelMetrics) -> ComponentConfig:
     return ComponentConfig.for_track(track, best.threshold if best is not None else float("inf"))
 
 
-def first_pass(frames: Iterable[Frame], pixels: PixelMetrics, worst: WorstFrames,
-               inline: ComponentMetrics | None, cache: ScoreCache | None) -> None:
-    """Every frame into the exact pixel accumulator (and the worst frames, the inline
-    components, the score cache)."""
+def first_pass(frames: Iterable[Frame], pixels: PixelMetrics, s2m: S2MMetrics,
+               worst: WorstFrames, inline: ComponentMetrics | None,
+               cache: ScoreCache | None) -> None:
+    """Every frame into the exact pixel accumulator and S2M's per-image metrics (and the
+    worst frames, the inline components, the score cache)."""
     for name, rgb, score, label in frames:
         pixels.update(score, label)
+        s2m.update(score, label)
         if worst.count:
             worst.offer(name, frame_ap(score, label), rgb, score, label)
         if inline is not None:
@@ -212,14 +273,18 @@ def second_pass(frames: Iterable[Frame], components: ComponentMetrics) -> None:
         components.update(score, label)
 
 
-def finish(pixels: PixelMetrics, components: ComponentMetrics | None, worst: WorstFrames,
-           source: str, config: EvaluationConfig, track: str) -> dict:
+def finish(pixels: PixelMetrics, s2m: S2MMetrics, components: ComponentMetrics | None,
+           worst: WorstFrames, source: str, config: EvaluationConfig, track: str,
+           refined: RefinedMetrics | None = None) -> dict:
     """The results of accumulated metrics, and the report where one is asked for."""
     from ood_perception.evaluation.report import write_markdown
 
     results = results_dict(pixels, components, source, config)
+    results["s2m"] = {**s2m.summary(), "range": list(config.sweep_range)}
     if components is not None:
         results["components"]["track"] = track
+    if refined is not None:
+        results["refined"] = refined.summary() | {"track": track}
     if config.report:
         with writing(config.report):
             write_markdown(results, pixels.curve(), worst, config.report)

@@ -37,6 +37,7 @@ from ood_perception.evaluation.evaluate import (
     worst_frames,
 )
 from ood_perception.evaluation.pixel_metrics import PixelMetrics
+from ood_perception.evaluation.s2m_metrics import S2MMetrics
 from ood_perception.fleet.cluster import FleetConfig
 from ood_perception.fleet.runner import Fleet, Shard, ShardResult
 from ood_perception.fleet.spec import PipelineSpec
@@ -80,14 +81,15 @@ def first_pass_job(pipeline: Pipeline, job: FramesJob, progress) -> dict:
     """Pass one over a shard: the exact state of its accumulators."""
     source = model_source("", job.dataset, _scores(pipeline))
     pixels = PixelMetrics(key_dtype=job.config.key_precision)
+    s2m = S2MMetrics(*job.config.sweep_range)
     worst = worst_frames(job.config, job.start)
     inline = inline_components(job.config, job.track)
     cache = None
     if job.cache is not None:
         Path(job.cache).mkdir(parents=True, exist_ok=True)
         cache = ScoreCache(Path(job.cache), job.named)
-    first_pass(_counted(source.frames(), progress), pixels, worst, inline, cache)
-    return {"pixels": pixels.state(), "worst": worst, "inline": inline}
+    first_pass(_counted(source.frames(), progress), pixels, s2m, worst, inline, cache)
+    return {"pixels": pixels.state(), "s2m": s2m, "worst": worst, "inline": inline}
 
 
 def components_job(pipeline: Pipeline, job: ComponentsJob, progress) -> ComponentMetrics:
@@ -141,10 +143,12 @@ def evaluate_dataset(name: str, dataset: Dataset, spec: PipelineSpec, config: Ev
     with Fleet(spec, fleet, len(shards)) as workers:
         first = workers.run(first_pass_job, shards, desc="evaluate")
         pixels = PixelMetrics(key_dtype=config.key_precision)
+        s2m = S2MMetrics(*config.sweep_range)
         worst = worst_frames(config)
         inline = inline_components(config, track)
         for value in _values(first):
             pixels.merge_from(PixelMetrics.from_state(value["pixels"]))
+            s2m.merge_from(value["s2m"])
             worst.merge_from(value["worst"])
             if inline is not None:
                 inline.merge_from(value["inline"])
@@ -158,5 +162,6 @@ def evaluate_dataset(name: str, dataset: Dataset, spec: PipelineSpec, config: Ev
                                              assign=[r.worker for r in first])):
                 components.merge_from(value)
     shutil.rmtree(scratch, ignore_errors=True)
-    return finish(pixels, components, worst, model_source_name(name, dataset), config, track)
+    return finish(pixels, s2m, components, worst, model_source_name(name, dataset), config,
+                  track)
 

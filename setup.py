@@ -7,9 +7,10 @@ from setuptools import find_packages, setup
 PACKAGE = "ood_perception"
 
 # What the node needs at run time (core, backends, ros). package.xml names the same set as
-# rosdep keys (test/test_package.py checks that the two lists agree). A runtime is the
-# user's choice: the `onnxruntime` extra is the CPU build; GPU machines install
-# onnxruntime-gpu instead (the two cannot share an environment).
+# rosdep keys where rosdistro has one; the rest is the README's pip step
+# (test/test_package.py checks both). A runtime is the user's choice and never a package.xml
+# key: the `onnxruntime` extra is the CPU build; GPU machines install onnxruntime-gpu
+# instead (the two cannot share an environment).
 INSTALL_REQUIRES = [
     "numpy>=1.24",
     "opencv-python-headless>=4.8",
@@ -30,12 +31,19 @@ EXTRAS_REQUIRE = {
         "matplotlib>=3.8",
         "pillow>=10.0",
     ],
+    # Fleet runs (`--ray`, `mine`): Ray core only (no dashboard, no Ray Data) and pyarrow for
+    # the Parquet catalog and object-storage outputs.
+    "fleet": ["ray>=2.9", "pyarrow>=14"],
     # ROS 2 Jazzy from PyPI wheels, for machines without a ROS distribution.
     "ros": [
         "ros-jazzy-rclpy[fastrtps]",
         "ros-jazzy-sensor-msgs",
         "ros-jazzy-std-msgs",
         "ros-jazzy-diagnostic-msgs",
+        "ros-jazzy-geometry-msgs",
+        "ros-jazzy-visualization-msgs",
+        "ros-jazzy-lifecycle-msgs",
+        "ros-jazzy-rosgraph-msgs",
     ],
     "test": [
         "pytest>=8",
@@ -43,6 +51,11 @@ EXTRAS_REQUIRE = {
         "transformers>=4.47",
         "scikit-learn>=1.4",
         "ruff>=0.6",
+        # test/test_package.py builds the package as a vehicle would.
+        "colcon-core>=0.15",
+        "colcon-ros>=0.4",
+        # S2M fidelity reference: segment-anything's modeling code needs only torch.
+        "segment-anything==1.0",
     ],
 }
 
@@ -69,6 +82,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ood_perception_node = ood_perception.ros.node:main",
+            "ood_perception_lifecycle_node = ood_perception.ros.lifecycle_node:main",
             "ood-perception = ood_perception.cli.main:main",
         ],
     },

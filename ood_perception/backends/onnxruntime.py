@@ -96,6 +96,8 @@ class OnnxRuntimeBackend:
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise ConfigurationError(
                 f"{path} is not a loadable ONNX model: {first_line}") from error
+        # What runs the graph: ONNX Runtime falls back to CPU when a provider fails to load.
+        self.providers = tuple(self._session.get_providers())
         self.info, self.fixed_batch = self._read_contract(path)
         self._outputs = [SCORE_NAME] + ([SEMANTIC_NAME] if self._has_semantic else [])
 

@@ -1,7 +1,11 @@
 """`ood-perception evaluate`: pixel and component metrics of a model or of saved score maps.
 
 The flags become an `evaluation.evaluate.EvaluationConfig` and a score `Source`; the two-pass
-engine lives in `evaluation/evaluate.py`.
+engine lives in `evaluation/evaluate.py`. With `--ray` the dataset's frames are shards on Ray
+workers (`fleet/evaluate.py`) and the merged figures equal the local run's. S2M's own AuIoU /
+best IoU / mean F1 (per image, over 101 thresholds of `--sweep-range`) are reported beside
+SMIYC's; with `--refine s2m` the frames are also refined with SAM and the S2M maps get the
+pixel, component (obstacle mask: map > 0) and S2M metrics side by side with the raw score's.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ood_perception.cli.arguments import check_output
+from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
+from ood_perception.cli.fleet_args import add_fleet_arguments, fleet_config
 from ood_perception.errors import ConfigurationError
 from ood_perception.evaluation.datasets import (
     FORMATS,
@@ -22,6 +27,7 @@ from ood_perception.evaluation.evaluate import (
     Source,
     evaluate,
     model_source,
+    refined_model_source,
     saved_source,
     writing,
 )
@@ -121,7 +127,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(0.0, 1.0),
         metavar=("LO", "HI"),
-        help="score range of the 100-threshold AuIoU / mean F1 sweep",
+        help="score range of the 100-threshold AuIoU / mean F1 sweeps (S2M's: the dataset's "
+        "score minimum and maximum)",
+    )
+    add_refine_arguments(parser)
+    add_fleet_arguments(parser)
+    parser.add_argument(
+        "--shard-frames",
+        type=int,
+        default=64,
+        help="with --ray: dataset frames per shard (default 64)",
     )
 
 
@@ -143,14 +158,27 @@ def open_source(args: argparse.Namespace) -> Source:
         raise ConfigurationError("--model and --dataset go together")
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
+    refining = refine_config(args) if hasattr(args, "refine") else None  # calibrate: none
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
     from ood_perception.backends import create_backend
     from ood_perception.core.pipeline import Pipeline
     from ood_perception.core.postprocess import PostprocessConfig
+    from ood_perception.core.refine import open_refiner
 
-    pipeline = Pipeline(create_backend(args.backend, str(args.model)), PostprocessConfig())
-    return model_source(args.model.name, dataset,
-                        lambda rgb: pipeline.process([rgb])[0].anomaly_score)
+    backend = create_backend(args.backend, str(args.model))
+    if refining is None:
+        pipeline = Pipeline(backend, PostprocessConfig())
+        return model_source(args.model.name, dataset,
+                            lambda rgb: pipeline.process([rgb])[0].anomaly_score)
+    refiner = open_refiner(args.sam, refining, args.backend, "cpu", args.s2m_detector,
+                           backend.info.score_range)
+    pipeline = Pipeline(backend, PostprocessConfig(), refiner=refiner)
+
+    def process(rgb):
+        result = pipeline.process([rgb])[0]
+        return result.anomaly_score, result.s2m_score
+
+    return refined_model_source(args.model.name, dataset, process)
 
 
 def evaluation_config(args: argparse.Namespace) -> EvaluationConfig:
@@ -158,6 +186,10 @@ def evaluation_config(args: argparse.Namespace) -> EvaluationConfig:
     if args.save_scores is not None and args.scores is not None:
         raise ConfigurationError(
             "--save-scores keeps a model's score maps; with --scores there are none to keep")
+    if args.refine != "none" and args.model is None:
+        raise ConfigurationError("--refine s2m refines a model's frames: give --model and "
+                                 "--dataset")
+    refine_config(args)
     for flag, path, folder in (("--json", args.json, False), ("--report", args.report, True),
                                ("--save-scores", args.save_scores, True)):
         if path is not None:
@@ -190,13 +222,58 @@ def print_summary(results: dict) -> None:
             f"  components at {figure(c['threshold'], '.6g')}: sIoU {figure(c['siou_gt'])}"
             f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}"
         )
+    if "s2m" in results:
+        _print_s2m("  S2M metrics", results["s2m"])
+    if "refined" in results:
+        r = results["refined"]
+        print(f"refined by S2M (SAM masks): AP {figure(r['ap'])}  AUROC {figure(r['auroc'])}"
+              f"  FPR95 {figure(r['fpr95'])}")
+        if "components" in r:
+            c = r["components"]
+            print(f"  components of the refined mask: sIoU {figure(c['siou_gt'])}"
+                  f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}")
+        _print_s2m("  S2M metrics", r["s2m"])
+
+
+def _print_s2m(title: str, s2m: dict) -> None:
+    """S2M's per-image metrics, named apart from SMIYC's sIoU / F1."""
+    lo, hi = s2m["range"]
+    print(f"{title} (per-image IoU / F1 over 101 thresholds in [{lo:g}, {hi:g}]): "
+          f"AuIoU {figure(s2m['auiou'])}  best IoU {figure(s2m['best_iou'])}"
+          f"  mean F1 {figure(s2m['mean_f1'])}")
+
+
+def evaluate_on_fleet(args: argparse.Namespace, config: EvaluationConfig) -> dict:
+    """`--ray`: the model on the dataset's frames, spread over Ray workers."""
+    from ood_perception.fleet.evaluate import evaluate_dataset
+    from ood_perception.fleet.spec import PipelineSpec
+
+    fleet = fleet_config(args)
+    if args.scores is not None or args.labels is not None:
+        raise ConfigurationError("--ray spreads a model's scoring; precomputed --scores are "
+                                 "evaluated without it")
+    if args.model is None or args.dataset is None:
+        raise ConfigurationError("--ray needs --model and --dataset")
+    if args.refine != "none":
+        raise ConfigurationError("--refine s2m runs on one machine; leave out --ray")
+    if not args.model.is_file():
+        raise ConfigurationError(f"model file {args.model} does not exist")
+    if args.shard_frames < 1:
+        raise ConfigurationError(f"--shard-frames must be >= 1, got {args.shard_frames}")
+    dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
+    spec = PipelineSpec(str(args.model.absolute()), args.backend)
+    return evaluate_dataset(args.model.name, dataset, spec, config, fleet, args.shard_frames)
 
 
 def run(args: argparse.Namespace) -> int:
     from ood_perception.evaluation.report import write_json
 
     config = evaluation_config(args)
-    results = evaluate(open_source(args), config)
+    if args.ray is not None:
+        results = evaluate_on_fleet(args, config)
+    else:
+        fleet_config(args)  # spreading flags without --ray are refused
+        results = evaluate(open_source(args), config)
     print_summary(results)
     if args.json:
         with writing(args.json):

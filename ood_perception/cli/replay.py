@@ -1,8 +1,10 @@
-"""`ood-perception replay`: run the runtime pipeline over a recorded rosbag.
+"""`ood-perception replay`: run the runtime pipeline over recorded rosbags.
 
 Offline (default): `io/replay.py` scores every camera message into a new bag beside a copy
-of the input topics. Live (`--live`): `ros/bag_publisher.py` publishes the bag's image
-messages with rclpy at the recorded rate, headers untouched, into a running node.
+of the input topics. One bag: `--out` is the output bag. Many (several bags, a folder of
+bags, a glob, a list file): `--out` is a folder that gets one scored bag per input, here or
+on Ray (`--ray`, `fleet/replay.py`). Live (`--live`): `ros/bag_publisher.py` publishes the
+bag's image messages with rclpy at the recorded rate, headers untouched, into a running node.
 """
 
 from __future__ import annotations
@@ -11,13 +13,29 @@ import argparse
 import math
 from pathlib import Path
 
+from ood_perception.cli.fleet_args import (
+    add_fleet_arguments,
+    fleet_config,
+    node_postprocess,
+    postprocess_params,
+)
 from ood_perception.errors import ConfigurationError
 from ood_perception.io.rosbag import STORAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", type=Path, help="input rosbag2 folder (sqlite3 or mcap)")
-    parser.add_argument("--out", type=Path, help="output bag folder (must not exist)")
+    parser.add_argument(
+        "bags",
+        nargs="+",
+        help="input rosbag2 folder (sqlite3 or mcap); or several, a folder of bags, a glob "
+        "('drives/*/bag') or a text file listing one per line",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output bag folder (must not exist); with many bags, the folder that gets one "
+        "scored bag per input (outputs already there are skipped)",
+    )
     parser.add_argument("--model", type=Path, help="exported contract model (.onnx)")
     parser.add_argument(
         "--backend",
@@ -54,27 +72,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="publish the bag's images with rclpy instead of writing a bag",
     )
     live.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    add_fleet_arguments(parser)
+
+
+def _single_bag(args: argparse.Namespace) -> Path | None:
+    """The bag when exactly one bag folder is given (then `--out` is the output bag)."""
+    from ood_perception.fleet.inputs import is_bag
+
+    if len(args.bags) == 1 and is_bag(Path(args.bags[0])):
+        return Path(args.bags[0])
+    return None
+
+
+def _replay_config(args: argparse.Namespace):
+    from ood_perception.io.replay import ReplayConfig
+
+    return ReplayConfig(topics=tuple(args.topics) if args.topics else None,
+                        storage=args.storage, overlay=not args.no_overlay,
+                        copy_inputs=not args.no_copy)
 
 
 def replay_bag(args: argparse.Namespace) -> dict:
-    """Offline replay of `args.bag` into `args.out`; the summary."""
+    """Offline replay of one bag into `args.out`, in this process; the summary."""
     from ood_perception.backends import create_backend
     from ood_perception.core.pipeline import Pipeline
-    from ood_perception.io.replay import ReplayConfig, replay_bag
+    from ood_perception.io.replay import replay_bag
     from ood_perception.ros.params_file import postprocess_from_params
 
-    if args.out is None or args.model is None:
-        raise ConfigurationError("offline replay needs --out OUT_BAG and --model MODEL")
-    if args.out.exists():
-        raise ConfigurationError(f"output bag {args.out} exists already; choose a new folder")
-    if not args.model.is_file():
-        raise ConfigurationError(f"model file {args.model} does not exist")
     backend = create_backend(args.backend, str(args.model))
     postprocess = postprocess_from_params(args.params, args.score_threshold, backend.info)
-    config = ReplayConfig(topics=tuple(args.topics) if args.topics else None,
-                          storage=args.storage, overlay=not args.no_overlay,
-                          copy_inputs=not args.no_copy)
-    return replay_bag(args.bag, args.out, Pipeline(backend, postprocess), config)
+    return replay_bag(_single_bag(args), args.out, Pipeline(backend, postprocess),
+                      _replay_config(args))
+
+
+def replay_many(args: argparse.Namespace) -> dict:
+    """Offline replay of many bags (or one on Ray), one output bag each; the run's summary."""
+    from functools import partial
+
+    from ood_perception.fleet.inputs import BagInput, expand_bags
+    from ood_perception.fleet.replay import outputs_in, replay_bags
+    from ood_perception.fleet.spec import PipelineSpec
+
+    fleet = fleet_config(args)
+    single = _single_bag(args)
+    if single is not None:
+        pairs = [(BagInput(single, single.name), args.out)]
+    else:
+        if args.out.exists() and not args.out.is_dir():
+            raise ConfigurationError(f"--out {args.out} must be a folder for many bags")
+        pairs = outputs_in(args.out, expand_bags(args.bags))
+    spec = PipelineSpec(str(args.model.absolute()), args.backend, postprocess=partial(
+        node_postprocess, postprocess_params(args.params, args.score_threshold)))
+    return replay_bags(pairs, spec, _replay_config(args), fleet)
 
 
 def publish_live(args: argparse.Namespace) -> dict:
@@ -83,15 +132,44 @@ def publish_live(args: argparse.Namespace) -> dict:
 
     if not (math.isfinite(args.rate) and args.rate > 0):
         raise ConfigurationError(f"--rate must be positive, got {args.rate}")
-    return {"published": publish_bag(args.bag, args.topics, args.rate)}
+    if len(args.bags) != 1:
+        raise ConfigurationError("--live publishes one bag at a time")
+    return {"published": publish_bag(Path(args.bags[0]), args.topics, args.rate)}
+
+
+def _check_offline(args: argparse.Namespace) -> None:
+    if args.out is None or args.model is None:
+        raise ConfigurationError("offline replay needs --out OUT and --model MODEL")
+    if args.out.exists() and _single_bag(args) is not None:
+        raise ConfigurationError(f"output bag {args.out} exists already; choose a new folder")
+    if not args.model.is_file():
+        raise ConfigurationError(f"model file {args.model} does not exist")
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = publish_live(args) if args.live else replay_bag(args)
     if args.live:
-        for topic, count in summary["published"].items():
+        for topic, count in publish_live(args)["published"].items():
             print(f"published {count} messages on {topic}")
         return 0
+    _check_offline(args)
+    if args.ray is None and _single_bag(args) is not None:
+        fleet_config(args)  # spreading flags without --ray are refused
+        print_bag(replay_bag(args))
+        return 0
+    summary = replay_many(args)
+    for output in summary["outputs"]:
+        print_bag(output)
+    bags = summary["bags"]
+    print(f"replayed {bags['replayed']} of {bags['total']} bags ({bags['skipped']} skipped, "
+          f"{bags['failed']} failed) on {summary['workers']} worker(s): {summary['frames']} "
+          f"frames in {summary['seconds']:.1f} s")
+    for failure in summary["failures"]:
+        print(f"  failed {failure['bag']}: {failure['error']}")
+    return 1 if summary["failures"] else 0
+
+
+def print_bag(summary: dict) -> None:
+    """One output bag's lines."""
     print(
         f"wrote {summary['output']} ({summary['storage']}): {summary['frames']} frames scored "
         f"in {summary['seconds_in_pipeline']:.2f} s, threshold {summary['score_threshold']:g}"
@@ -101,4 +179,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {summary['copied']} input messages copied")
     for reason, count in summary["dropped"].items():
         print(f"  dropped {count} frames: {reason}")
-    return 0

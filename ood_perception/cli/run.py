@@ -1,7 +1,9 @@
 """`ood-perception run`: score images, folders or videos without ROS, through `Pipeline`.
 
 Writes `<stem>_score.npy` (float32 at the frame's size), `<stem>_mask.png`,
-`<stem>_overlay.png` and, with --save-semantic, `<stem>_semantic.png` per frame.
+`<stem>_overlay.png` and, with --save-semantic, `<stem>_semantic.png` per frame. With
+`--refine s2m` the mask and overlay outlines come from SAM's masks, and `<stem>_s2m.npy` holds
+the S2M map (float32 in [0, 1]).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import numpy as np
 
 from ood_perception.backends import BACKENDS, create_backend
 from ood_perception.backends.device import DEVICE_HELP
-from ood_perception.cli.arguments import check_output
+from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.core.refine import REFINE_STAGES, open_refiner
 from ood_perception.errors import ConfigurationError
 from ood_perception.io.images import count_frames, frame_sources, read_frames
 from ood_perception.ros.parameters import resolved_threshold
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per backend call (default: %(default)s)")
     parser.add_argument("--save-semantic", action="store_true",
                         help="also write <stem>_semantic.png (class ids)")
+    add_refine_arguments(parser)
 
 
 def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
@@ -57,6 +61,8 @@ def _write(output: Path, stem: str, frame: np.ndarray, result: FrameResult,
     cv2.imwrite(str(output / f"{stem}_overlay.png"), pipeline.overlay(frame, result))
     if save_semantic and result.semantic is not None:
         cv2.imwrite(str(output / f"{stem}_semantic.png"), result.semantic)
+    if result.s2m_score is not None:
+        np.save(output / f"{stem}_s2m.npy", result.s2m_score)
 
 
 def run_files(args: argparse.Namespace) -> dict:
@@ -68,15 +74,22 @@ def run_files(args: argparse.Namespace) -> dict:
     sources = frame_sources(args.inputs)
     output = Path(args.output)
     _check_output(output, sources)
+    refining = refine_config(args)
     backend = create_backend(args.backend, args.model, device=args.device)
+    refiner = None
     try:
         threshold = resolved_threshold(
             math.nan if args.threshold is None else float(args.threshold), backend.info,
             "pass --threshold")
+        if refining is not None:
+            refiner = open_refiner(args.sam, refining, args.backend, args.device,
+                                   args.s2m_detector, backend.info.score_range)
         pipeline = Pipeline(backend, PostprocessConfig(
-            score_threshold=threshold, min_obstacle_area=args.min_area))
+            score_threshold=threshold, min_obstacle_area=args.min_area), refiner=refiner)
         output.mkdir(parents=True, exist_ok=True)
-        totals = dict.fromkeys(STAGES, 0.0)
+        stages = STAGES + (REFINE_STAGES if refiner is not None else ())
+        batch_stages = ("preprocess", "inference", "sam_encoder", "sam_decoder")
+        totals = dict.fromkeys(stages, 0.0)
         frames = obstacles = 0
         pending: list[tuple[str, np.ndarray]] = []
         progress = tqdm(total=count_frames(sources), unit="frame", file=sys.stderr)
@@ -84,11 +97,12 @@ def run_files(args: argparse.Namespace) -> dict:
         def flush() -> None:
             nonlocal frames, obstacles
             results = pipeline.process([frame for _, frame in pending])
-            totals["preprocess"] += results[0].timings["preprocess"]
-            totals["inference"] += results[0].timings["inference"]
+            for stage in totals:
+                if stage in batch_stages:
+                    totals[stage] += results[0].timings[stage]
+                else:
+                    totals[stage] += sum(result.timings[stage] for result in results)
             for (stem, frame), result in zip(pending, results, strict=True):
-                totals["resize_back"] += result.timings["resize_back"]
-                totals["postprocess"] += result.timings["postprocess"]
                 obstacles += len(result.obstacles)
                 _write(output, stem, frame, result, pipeline, args.save_semantic)
             frames += len(pending)
@@ -104,9 +118,11 @@ def run_files(args: argparse.Namespace) -> dict:
                 flush()
     finally:
         backend.close()
+        if refiner is not None:
+            refiner.runner.close()
     mean_ms = {stage: total / max(frames, 1) for stage, total in totals.items()}
     return {"frames": frames, "mean_ms": mean_ms, "obstacles": obstacles,
-            "threshold": threshold, "output": str(output)}
+            "threshold": threshold, "output": str(output), "refine": args.refine}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,14 +4,17 @@ The node, `ood-perception run`, `replay`, `evaluate` and `benchmark` all go thro
 `Pipeline.process`, so they time and threshold frames the same way. With a backend on CUDA
 that can keep its outputs there (`run_torch`), upload, resize, threshold and gating run on
 the GPU (`gpu_preprocess`); results reach the host as numpy either way. Each frame computes
-only the outputs it is asked for (`Outputs`): the node asks for what has subscribers.
+only the outputs it is asked for (`Outputs`): the node asks for what has subscribers. With a
+`Refiner` (S2M), the obstacle mask and obstacles come from SAM's masks instead of the
+thresholded score (`core.refine`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +31,9 @@ from ood_perception.core.postprocess import (
 )
 from ood_perception.core.preprocess import make_batch, resize_classes, resize_score
 from ood_perception.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ood_perception.core.refine import Refiner
 
 STAGES = ("preprocess", "inference", "resize_back", "postprocess")
 # The GPU path also reports the host -> device copy of the frames (batch-wide, like
@@ -61,10 +67,10 @@ ALL_OUTPUTS = Outputs()
 class FrameResult:
     """One frame's outputs; what its `Outputs` did not ask for is None (or no obstacles).
 
-    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path; "overlay" when one is made):
-    upload, preprocess and inference are those of the whole batch the frame was in;
-    resize_back and postprocess are this frame's own. Host-path maps live in message-ready
-    memory (`message_buffers.message_bytes`).
+    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path, then `REFINE_STAGES` when
+    refining; "overlay" when one is made): upload, preprocess, inference, sam_encoder and
+    sam_decoder are those of the whole batch the frame was in; the other stages are this
+    frame's own. Host-path maps live in message-ready memory (`message_buffers.message_bytes`).
     """
 
     anomaly_score: np.ndarray | None  # float32, frame or model size, higher = more anomalous
@@ -73,11 +79,14 @@ class FrameResult:
     obstacles: list[Obstacle]
     timings: dict[str, float] = field(default_factory=dict)
     overlay: np.ndarray | None = None  # BGR uint8 HxWx3
+    # S2M map (float32 HxW in [0, 1]) when refining: mask and obstacles then come from it.
+    s2m_score: np.ndarray | None = None
 
 
 @dataclass
 class _Maps:
-    """One frame's maps on the host: `full_score` feeds the overlay, `score` is published."""
+    """One frame's maps on the host: `full_score` feeds the overlay (and the refiner),
+    `score` is published."""
 
     score: np.ndarray | None
     full_score: np.ndarray | None
@@ -95,8 +104,9 @@ def runs_on_gpu(backend: Backend) -> bool:
         getattr(backend, "device", "cpu")).startswith("cuda")
 
 
-def _needs_full_score(outputs: Outputs) -> bool:
-    return outputs.score == "frame" or outputs.overlay
+def _needs_full_score(outputs: Outputs, refining: bool) -> bool:
+    """Whether the frame-size score is made: published, drawn, or the refiner's input."""
+    return outputs.score == "frame" or outputs.overlay or refining
 
 
 class HostFrames:
@@ -115,12 +125,12 @@ class HostFrames:
         return output.anomaly_score, output.semantic
 
     def maps(self, scores, semantics, index: int, size: tuple[int, int], outputs: Outputs,
-             config: PostprocessConfig, timings: dict[str, float]) -> _Maps:
+             config: PostprocessConfig, timings: dict[str, float], full: bool) -> _Maps:
         start = time.perf_counter()
         small = scores[index]
         classes = semantics[index] if semantics is not None else None
         full_score = (resize_score(small, size, out=message_array(size, np.float32))
-                      if _needs_full_score(outputs) else None)
+                      if full else None)
         score = full_score if outputs.score == "frame" else None
         if outputs.score == "model":
             score = message_array(small.shape, np.float32)
@@ -169,7 +179,7 @@ class DeviceFrames:
         return outputs
 
     def maps(self, scores, semantics, index: int, size: tuple[int, int], outputs: Outputs,
-             config: PostprocessConfig, timings: dict[str, float]) -> _Maps:
+             config: PostprocessConfig, timings: dict[str, float], full: bool) -> _Maps:
         gpu = self._gpu
         start = time.perf_counter()
         small = scores[index]
@@ -177,11 +187,11 @@ class DeviceFrames:
         wants_mask = outputs.obstacles or outputs.overlay
         gating = bool(config.gating_classes) and classes is not None
         device_score = (gpu.resize_score(small, size)
-                        if wants_mask or _needs_full_score(outputs) else None)
+                        if wants_mask or full else None)
         device_classes = (gpu.resize_classes(classes, size)
                           if classes is not None and (outputs.semantic or gating and wants_mask)
                           else None)
-        full_score = gpu.to_host(device_score) if _needs_full_score(outputs) else None
+        full_score = gpu.to_host(device_score) if full else None
         score = full_score if outputs.score == "frame" else None
         if outputs.score == "model":
             score = gpu.to_host(small)
@@ -209,11 +219,13 @@ class Pipeline:
 
     `tensor_path`: None picks the GPU frame path when `runs_on_gpu(backend)`; True forces it
     for any backend with `run_torch` (on CPU it runs the same torch code, for tests).
+    `refiner`: S2M refinement of every frame (`core.refine.Refiner`), None for none.
     """
 
     def __init__(self, backend: Backend, config: PostprocessConfig,
-                 tensor_path: bool | None = None):
+                 tensor_path: bool | None = None, refiner: Refiner | None = None):
         self.backend = backend
+        self.refiner = refiner
         self._config = self._checked(config)
         if tensor_path is None:
             tensor_path = runs_on_gpu(backend)
@@ -253,22 +265,40 @@ class Pipeline:
         start = time.perf_counter()
         scores, semantics = self._frames.infer(batch)
         batch_timings["inference"] = _ms(start)
+        refining = self.refiner is not None
+        # The refiner needs each frame's score, classes and components at the frame's size.
+        computed = [replace(w, semantic=True, obstacles=True) if refining else w for w in wanted]
+        all_maps, all_timings = [], []
+        for index, (frame, want) in enumerate(zip(frames, computed, strict=True)):
+            timings = dict(batch_timings)
+            all_maps.append(self._frames.maps(scores, semantics, index, frame_size(frame), want,
+                                              config, timings, _needs_full_score(want, refining)))
+            all_timings.append(timings)
+        refined = self._refine(frames, batch, all_maps, config) if refining else None
         results = []
         for index, (frame, want) in enumerate(zip(frames, wanted, strict=True)):
-            timings = dict(batch_timings)
-            maps = self._frames.maps(scores, semantics, index, frame_size(frame), want, config,
-                                     timings)
+            maps, timings = all_maps[index], all_timings[index]
+            post, s2m_score = maps.post, None
+            if refined is not None:
+                post, s2m_score = refined[index].post, refined[index].s2m_score
+                timings.update(refined[index].timings)
             overlay = None
             if want.overlay:
                 start = time.perf_counter()
-                overlay = self._render(frame, maps.full_score, maps.post.mask)
+                overlay = self._render(frame, maps.full_score, post.mask)
                 timings["overlay"] = _ms(start)
-            post = maps.post if want.obstacles else None
+            kept = post if want.obstacles else None
             results.append(FrameResult(
-                anomaly_score=maps.score, semantic=maps.semantic,
-                mask=post.mask if post else None, obstacles=post.obstacles if post else [],
-                timings=timings, overlay=overlay))
+                anomaly_score=maps.score, semantic=maps.semantic if want.semantic else None,
+                mask=kept.mask if kept else None, obstacles=kept.obstacles if kept else [],
+                timings=timings, overlay=overlay, s2m_score=s2m_score))
         return results
+
+    def _refine(self, frames: Sequence[Frame], batch, maps: list[_Maps],
+                config: PostprocessConfig) -> list:
+        """The refiner's frames (`core.refine.RefinedFrame`), from the frame-size maps."""
+        return self.refiner.refine(list(frames), batch, [m.full_score for m in maps],
+                                   [m.semantic for m in maps], [m.post for m in maps], config)
 
     def _render(self, frame: Frame, score: np.ndarray, mask: np.ndarray,
                 alpha: float = 0.5) -> np.ndarray:

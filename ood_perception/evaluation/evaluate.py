@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +27,12 @@ from ood_perception.evaluation.datasets import (
     score_label_pairs,
 )
 from ood_perception.evaluation.pixel_metrics import PixelMetrics
+from ood_perception.evaluation.report import WorstFrames
+from ood_perception.evaluation.s2m_metrics import S2MMetrics
 
 Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
+# A refined model run adds the frame's S2M map (float32 in [0, 1]).
+RefinedFrame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray, np.ndarray]
 # pixel_metrics follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly
 # pixels; the results say "undefined" instead.
 UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
@@ -74,6 +78,7 @@ class Source:
     count: int
     frames: Callable[[], Iterator[Frame]]
     dataset: Dataset | None = None  # the labels of a model run's second pass
+    refined_frames: Callable[[], Iterator[RefinedFrame]] | None = None  # with S2M maps
 
 
 def saved_source(scores: Path, labels: Path, spec: LabelSpec, label_suffix: str = "") -> Source:
@@ -96,8 +101,13 @@ def model_source(name: str, dataset: Dataset,
         for frame_name, rgb, label in dataset:
             yield frame_name, rgb, np.asarray(score(rgb), np.float32), label
 
-    return Source(f"{name} on {dataset.root} ({dataset.format})", dataset.track, len(dataset),
-                  scored, dataset)
+    return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
+                  dataset)
+
+
+def model_source_name(name: str, dataset: Dataset) -> str:
+    """What the results call a model run on a dataset (the same for every way it runs)."""
+    return f"{name} on {dataset.root} ({dataset.format})"
 
 
 @dataclass
@@ -108,9 +118,13 @@ class ScoreCache:
     named: bool  # save_scores: <name>.npy; otherwise <index>.npy, which never collide
     paths: list[Path] = field(default_factory=list)
 
+    def path_for(self, index: int, name: str) -> Path:
+        """Where the map of the `index`-th frame, called `name`, is kept."""
+        return self.folder / f"{name if self.named else index}.npy"
+
     def save(self, name: str, score: np.ndarray) -> None:
         """Keep one frame's map; pass two reads `paths` in this order, never by name."""
-        path = self.folder / f"{name if self.named else len(self.paths)}.npy"
+        path = self.path_for(len(self.paths), name)
         with writing(path):
             np.save(path, score)
         self.paths.append(path)
@@ -138,40 +152,139 @@ def frame_ap(score: np.ndarray, label: np.ndarray) -> float:
     return single.ap()
 
 
+def refined_model_source(name: str, dataset: Dataset,
+                         process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Source:
+    """A dataset scored and refined by S2M frame by frame: `process(rgb)` -> (score, S2M map)."""
+
+    def refined() -> Iterator[RefinedFrame]:
+        for frame_name, rgb, label in dataset:
+            score, s2m_map = process(rgb)
+            yield frame_name, rgb, np.asarray(score, np.float32), label, s2m_map
+
+    def scored() -> Iterator[Frame]:
+        for frame in refined():
+            yield frame[:4]
+
+    return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
+                  dataset, refined)
+
+
+class RefinedMetrics:
+    """The S2M maps' metrics: pixel (AP, AUROC, FPR95), SMIYC components of the obstacle mask
+    (map > 0) and S2M's own over [0, 1]."""
+
+    def __init__(self, config: EvaluationConfig, track: str):
+        self.pixels = PixelMetrics(key_dtype=config.key_precision)
+        self.components = (ComponentMetrics(ComponentConfig.for_track(track, 0.0))
+                           if config.components else None)
+        self.s2m = S2MMetrics(0.0, 1.0)
+
+    def update(self, s2m_map: np.ndarray, label: np.ndarray) -> None:
+        self.pixels.update(s2m_map, label)
+        self.s2m.update(s2m_map, label)
+        if self.components is not None:
+            self.components.update(s2m_map, label)
+
+    def summary(self) -> dict:
+        pixels = self.pixels.summary()
+        result = {key: pixels[key] for key in ("ap", "auroc", "fpr95")}
+        if pixels["positive_pixels"] == 0:
+            result["fpr95"] = float("nan")
+        result["s2m"] = self.s2m.summary() | {"range": [0.0, 1.0]}
+        if self.components is not None:
+            result["components"] = self.components.summary()
+        return result
+
+
+def _split_refined(frames: Iterable[RefinedFrame], refined: RefinedMetrics) -> Iterator[Frame]:
+    """The raw-score frames of a refined run; their S2M maps go into `refined`."""
+    for name, rgb, score, label, s2m_map in frames:
+        refined.update(s2m_map, label)
+        yield name, rgb, score, label
+
+
 def evaluate(source: Source, config: EvaluationConfig) -> dict:
     """Both passes; returns the results dict (also what `--json` writes)."""
-    from ood_perception.evaluation.report import WorstFrames, write_markdown
-
     config.validate()
     if config.save_scores is not None and source.dataset is None:
         raise ConfigurationError("saving scores keeps a model's score maps; precomputed maps "
                                  "have none to keep")
     pixels = PixelMetrics(key_dtype=config.key_precision)
-    worst = WorstFrames(config.worst if config.report else 0)
+    worst = worst_frames(config)
     track = source.track if config.track == "auto" else config.track
-    inline = None
-    if config.components and config.component_threshold is not None:
-        inline = ComponentMetrics(ComponentConfig.for_track(track, config.component_threshold))
+    inline = inline_components(config, track)
+    s2m = S2MMetrics(*config.sweep_range)
+    refined = None if source.refined_frames is None else RefinedMetrics(config, track)
+    frames = (source.frames() if refined is None
+              else _split_refined(source.refined_frames(), refined))
     with _score_cache(source, config) as cache:
-        for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
-            pixels.update(score, label)
-            if worst.count:
-                worst.offer(name, frame_ap(score, label), rgb, score, label)
-            if inline is not None:
-                inline.update(score, label)
-            if cache is not None:
-                cache.save(name, score)
+        first_pass(_progress(frames, source.count, "evaluate"), pixels, s2m, worst, inline,
+                   cache)
         components = inline
-        if config.components and inline is None:
-            best = pixels.best_f1_point()
-            threshold = best.threshold if best is not None else float("inf")
-            components = ComponentMetrics(ComponentConfig.for_track(track, threshold))
-            frames = source.frames() if cache is None else _cached(cache, source.dataset)
-            for _, _, score, label in _progress(frames, source.count, "components"):
-                components.update(score, label)
-    results = results_dict(pixels, components, source.name, config)
+        if needs_second_pass(config):
+            components = ComponentMetrics(second_pass_config(track, pixels))
+            frames = source.frames() if cache is None else cached_frames(cache, source.dataset)
+            second_pass(_progress(frames, source.count, "components"), components)
+    return finish(pixels, s2m, components, worst, source.name, config, track, refined)
+
+
+def worst_frames(config: EvaluationConfig, start: int = 0) -> WorstFrames:
+    """The report's worst-frame keeper (keeps none without a report); `start`: the index of
+    the first frame it will see, so keepers of several shards merge as one would have kept."""
+    return WorstFrames(config.worst if config.report else 0, start=start)
+
+
+def inline_components(config: EvaluationConfig, track: str) -> ComponentMetrics | None:
+    """Component metrics gathered in pass one, where the threshold is fixed beforehand."""
+    if config.components and config.component_threshold is not None:
+        return ComponentMetrics(ComponentConfig.for_track(track, config.component_threshold))
+    return None
+
+
+def needs_second_pass(config: EvaluationConfig) -> bool:
+    """Components at the best-F1 threshold, known only once every frame is in."""
+    return config.components and config.component_threshold is None
+
+
+def second_pass_config(track: str, pixels: PixelMetrics) -> ComponentConfig:
+    """SMIYC's choice: the pixel threshold of the best F1 (none without anomalies)."""
+    best = pixels.best_f1_point()
+    return ComponentConfig.for_track(track, best.threshold if best is not None else float("inf"))
+
+
+def first_pass(frames: Iterable[Frame], pixels: PixelMetrics, s2m: S2MMetrics,
+               worst: WorstFrames, inline: ComponentMetrics | None,
+               cache: ScoreCache | None) -> None:
+    """Every frame into the exact pixel accumulator and S2M's per-image metrics (and the
+    worst frames, the inline components, the score cache)."""
+    for name, rgb, score, label in frames:
+        pixels.update(score, label)
+        s2m.update(score, label)
+        if worst.count:
+            worst.offer(name, frame_ap(score, label), rgb, score, label)
+        if inline is not None:
+            inline.update(score, label)
+        if cache is not None:
+            cache.save(name, score)
+
+
+def second_pass(frames: Iterable[Frame], components: ComponentMetrics) -> None:
+    for _, _, score, label in frames:
+        components.update(score, label)
+
+
+def finish(pixels: PixelMetrics, s2m: S2MMetrics, components: ComponentMetrics | None,
+           worst: WorstFrames, source: str, config: EvaluationConfig, track: str,
+           refined: RefinedMetrics | None = None) -> dict:
+    """The results of accumulated metrics, and the report where one is asked for."""
+    from ood_perception.evaluation.report import write_markdown
+
+    results = results_dict(pixels, components, source, config)
+    results["s2m"] = {**s2m.summary(), "range": list(config.sweep_range)}
     if components is not None:
         results["components"]["track"] = track
+    if refined is not None:
+        results["refined"] = refined.summary() | {"track": track}
     if config.report:
         with writing(config.report):
             write_markdown(results, pixels.curve(), worst, config.report)
@@ -198,7 +311,7 @@ def _score_cache(source: Source, config: EvaluationConfig) -> Iterator[ScoreCach
             yield ScoreCache(Path(folder), named=False)
 
 
-def _cached(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
+def cached_frames(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
     """Second pass of a model run: pass one's maps in frame order, labels read again."""
     for (name, _, label_path), path in zip(dataset.items, cache.paths, strict=True):
         yield name, None, np.load(path), dataset.label(label_path)

@@ -45,8 +45,12 @@ class WorstFrames:
     """Keeps the `count` frames with the lowest per-frame AP (frames with anomalies only)."""
 
     count: int = 8
+    start: int = 0  # index of the first frame offered (a shard's place in the dataset)
     _heap: list = field(default_factory=list)
     _order: int = 0
+
+    def __post_init__(self) -> None:
+        self._order = self.start
 
     def offer(self, name: str, frame_ap: float, rgb: np.ndarray | None, score, label) -> None:
         """Consider one frame; a thumbnail is drawn only when it enters the worst set."""
@@ -62,6 +66,15 @@ class WorstFrames:
             return
         index = next(i for i, entry in enumerate(self._heap) if entry[0] == key)
         self._heap[index] = (key, name, frame_ap, thumbnail(rgb, score, label))
+
+    def merge_from(self, other: WorstFrames) -> None:
+        """Take in another keeper's frames (a shard's, started at its own `start`): the
+        result is what one keeper offered every frame in order would hold."""
+        for entry in other._heap:
+            if len(self._heap) < self.count:
+                heapq.heappush(self._heap, entry)
+            elif self.count and entry[0] > self._heap[0][0]:
+                heapq.heapreplace(self._heap, entry)
 
     def frames(self) -> list[tuple[str, float, np.ndarray | None]]:
         """(name, per-frame AP, thumbnail) from the worst up."""

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,12 @@ def output_namespaces(topics: list[str]) -> dict[str, str]:
     return {t: parents[t] if parents[t] and counts[parents[t]] == 1 else bases[t] for t in topics}
 
 
-def replay_bag(bag: Path, out: Path, pipeline: Pipeline, config: ReplayConfig) -> dict:
+def replay_bag(bag: Path, out: Path, pipeline: Pipeline, config: ReplayConfig,
+               progress: Callable[[int], None] | None = None) -> dict:
     """Score `bag` into the new bag `out`; the summary (counts per output topic, timings).
 
     `out` appears only when complete: it is written aside and moved when done.
+    `progress(n)` hears how many camera messages are done (a fleet run's progress bar).
     """
     if out.exists():
         raise ConfigurationError(f"output bag {out} exists already; choose a new folder")
@@ -79,7 +82,8 @@ def replay_bag(bag: Path, out: Path, pipeline: Pipeline, config: ReplayConfig) -
         aside.mkdir()
         try:
             with rosbag.open_writer(aside / out.name, storage) as writer:
-                summary.update(_replay(reader, writer, pipeline, cameras, targets, config))
+                summary.update(_replay(reader, writer, pipeline, cameras, targets, config,
+                                       progress))
             (aside / out.name).rename(out)
         finally:
             shutil.rmtree(aside, ignore_errors=True)
@@ -87,7 +91,7 @@ def replay_bag(bag: Path, out: Path, pipeline: Pipeline, config: ReplayConfig) -
 
 
 def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
-            config: ReplayConfig) -> dict:
+            config: ReplayConfig, progress: Callable[[int], None] | None) -> dict:
     """Copy every message through and write the outputs of every camera message."""
     from tqdm import tqdm
 
@@ -101,16 +105,19 @@ def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
     }
     camera_ids = {c.id for c in cameras}
     written, dropped = Counter(), Counter()
-    copied, seconds = 0, 0.0
+    copied, seen, seconds = 0, 0, 0.0
     total = sum(c.msgcount for c in reader.connections)
-    messages = tqdm(reader.messages(), total=total, unit="msg", desc="replay", file=sys.stderr,
-                    disable=not config.progress)
+    messages = tqdm(rosbag.stream_messages(reader), total=total, unit="msg", desc="replay",
+                    file=sys.stderr, disable=not config.progress)
     for connection, timestamp, raw in messages:
         if connection.id in copies:
             writer.write(copies[connection.id], timestamp, raw)
             copied += 1
         if connection.id not in camera_ids:
             continue
+        seen += 1
+        if progress is not None:
+            progress(seen)
         try:
             msg, rgb = rosbag.decode(store, connection, raw)
         except ImageDecodeError as error:

@@ -50,7 +50,7 @@ def test_other_encodings_are_decoded_as_the_codec_decodes_them(encoding: str, ch
     (("bgr8", 6, 8, 24, b"\0" * 100), "bad_data_length"),
     (("bgr8", 6, 8, 20, b"\0" * 120), "bad_step"),
     (("bgr8", 0, 8, 24, b""), "empty"),
-    (("nv21", 6, 8, 24, b"\0" * 144), "unknown_encoding"),
+    (("hsv8", 6, 8, 24, b"\0" * 144), "unknown_encoding"),
 ])
 def test_malformed_frames_raise_the_codec_reason(fields, reason: str):
     with pytest.raises(ImageDecodeError) as raised:

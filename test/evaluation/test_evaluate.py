@@ -263,3 +263,20 @@ def test_write_errors_end_with_one_line(tmp_path, capsys, monkeypatch):
     last = err.splitlines()[-1]
     assert "Traceback" not in err
     assert re.fullmatch(r"ood-perception evaluate: cannot write \S*r\.json: .*space.*", last)
+
+
+def test_worst_frames_of_shards_merge_to_what_one_keeper_holds():
+    from ood_perception.evaluation.report import WorstFrames
+
+    aps = [0.5, 0.2, 0.2, 0.9, 0.2, 0.1, 0.2, 0.5]  # ties across shard borders
+    score, label = np.zeros((4, 6), np.float32), np.zeros((4, 6), np.uint8)
+    whole, merged = WorstFrames(3), WorstFrames(3)
+    for index, ap in enumerate(aps):
+        whole.offer(f"f{index}", ap, None, score, label)
+    for start in (0, 3, 6):
+        shard = WorstFrames(3, start=start)
+        for index in range(start, min(start + 3, len(aps))):
+            shard.offer(f"f{index}", aps[index], None, score, label)
+        merged.merge_from(shard)
+    assert [(n, ap) for n, ap, _ in merged.frames()] == [(n, ap) for n, ap, _ in whole.frames()]
+    assert [n for n, _, _ in whole.frames()] == ["f5", "f6", "f4"]

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = rclpy.create_node("bench_camera_client")
     received: dict[str, dict[tuple[int, int], float]] = {name: {} for name in OUTPUTS}
-    diagnostics: dict[str, str] = {}
+    diagnostics: dict[str, dict[str, str]] = {}  # the node's status per camera, by name
     lock = threading.Lock()
 
     def on_output(camera: int, output: str):
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_diagnostics(message: DiagnosticArray) -> None:
         for status in message.status:
-            if "anomaly segmentation" in status.name:
+            if ": camera " in status.name:
                 with lock:
-                    diagnostics.clear()
-                    diagnostics.update({value.key: value.value for value in status.values})
+                    diagnostics[status.name] = {value.key: value.value
+                                                for value in status.values}
 
     publishers, messages = [], []
     for camera in range(args.cameras):
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = round(args.warmup * args.rate)
     total = warmup + round(args.seconds * args.rate)
     start = time.monotonic()
-    at_start: dict[str, str] = {}
+    at_start: dict[str, dict[str, str]] = {}
     for sequence in range(total):
         if sequence == warmup:
             print("START", flush=True)

@@ -5,8 +5,8 @@ For each camera count, starts the node as its own process with a trivial contrac
 around it) and `benchmarks/camera_client.py` as another process; both use the shipped
 large-image Fast DDS profile. Reports the share of frames that came back with score and
 mask, latency percentiles, the node's stage means from /diagnostics (decode, preprocess,
-inference, resize_back, postprocess, publish: message build + publish, or build apart
-where the node reports it), the CPU use of the node, the client and the whole machine (the
+inference, resize_back, postprocess, message_build, publish; averaged over the cameras),
+the CPU use of the node, the client and the whole machine (the
 rest is other work on it), and optionally a py-spy profile of the node (--py-spy PATH).
 --node-script runs a changed node instead, with the same parameters, to compare.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
-STAGES = ("decode", "preprocess", "inference", "resize_back", "postprocess", "build",
+STAGES = ("decode", "preprocess", "inference", "resize_back", "postprocess", "message_build",
           "publish")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -106,7 +106,8 @@ def run_cameras(cameras: int, model: Path, args: argparse.Namespace, scratch: Pa
     node_entry = [args.node_script] if args.node_script else ["-m", "ood_perception.ros.node"]
     node_command = [sys.executable, *node_entry, "--ros-args",
                     "-p", f"model_path:={model}", "-p", f"image_topics:={topics}",
-                    "-p", "score_threshold:=0.5"]
+                    "-p", "score_threshold:=0.5",
+                    "-p", f"score_resolution:={args.score_resolution}"]
     profile = scratch / f"profile_{cameras}.txt"
     if args.py_spy:
         node_command = [args.py_spy, "record", "--rate", "50", "--format", "raw", "--threads",
@@ -140,23 +141,28 @@ def run_cameras(cameras: int, model: Path, args: argparse.Namespace, scratch: Pa
     (t0, node0, client0, (busy0, all0), load0), (t1, node1, client1, (busy1, all1), load1) = (
         samples["START"], samples["STOP"])
     result = json.loads(answers.read_text())
-    diagnostics = result.pop("node_diagnostics")
+    statuses = result.pop("node_diagnostics")  # one per camera
     before = result.pop("node_diagnostics_at_start")
 
     def counted(key: str) -> int:  # over the measured part, from the node's own counters
-        return int(diagnostics.get(key, 0)) - int(before.get(key, 0))
+        return sum(int(values.get(key, 0)) - int(before.get(name, {}).get(key, 0))
+                   for name, values in statuses.items())
+
+    def mean(key: str) -> float:  # of the cameras' own means
+        found = [float(values[key]) for values in statuses.values() if key in values]
+        return sum(found) / len(found) if found else float("nan")
 
     wall = t1 - t0
     result.update({
-        "node_stage_mean_ms": {stage: float(diagnostics[f"{stage}_mean_ms"]) for stage in STAGES
-                               if f"{stage}_mean_ms" in diagnostics},
-        "node_rate_hz": float(diagnostics.get("rate_hz", "nan")),
+        "node_stage_mean_ms": {stage: mean(f"{stage}_mean_ms") for stage in STAGES},
+        "node_rate_hz_per_camera": mean("rate_hz"),
         # Frames the node's worker processed and frames replaced while it was busy; what the
         # client sent beyond both never reached the node's subscription in time (DDS).
         "node_processed": counted("frames_total"),
         "node_superseded": counted("drops/superseded"),
-        "node_drops": {key: value for key, value in diagnostics.items()
-                       if key.startswith("drops/")},
+        "node_drops": {key: counted(key) for key in sorted(
+            {key for values in statuses.values() for key in values
+             if key.startswith("drops/")})},
         # CPU time per frame holds up better than rates on a shared machine: the node's per
         # frame that reached it (processed or superseded), the client's per frame sent.
         "node_cpu_ms_per_frame": 1000 * (node1 - node0) / max(
@@ -180,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per case")
     parser.add_argument("--input-size", type=int, nargs=2, default=[518, 924],
                         metavar=("HEIGHT", "WIDTH"), help="the trivial graph's input size")
+    parser.add_argument("--score-resolution", choices=("frame", "model"), default="frame",
+                        help="the node's score_resolution parameter")
     parser.add_argument("--py-spy", help="py-spy executable: profile the node's worker")
     parser.add_argument("--node-script", help="run this script instead of the node module "
                         "(a changed node to compare, same parameters)")
@@ -189,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                        "FASTRTPS_DEFAULT_PROFILES_FILE": str(PROFILE),
                        "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)})
     results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+               "score_resolution": args.score_resolution,
                "input_size": args.input_size, "cases": []}
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ood_perception.backends.sam import SamRunner
+from ood_perception.core.pipeline import REFINE_MODES
 from ood_perception.core.postprocess import PostprocessConfig, PostprocessResult, postprocess
 from ood_perception.core.preprocess import make_batch
 from ood_perception.errors import ConfigurationError
@@ -28,7 +29,6 @@ from ood_perception.models.s2m.proposals import ProposalConfig, box_proposals
 from ood_perception.models.sam.deploy import postprocess_masks
 from ood_perception.models.sam.sam import boxes_to_sam
 
-REFINE_MODES = ("none", "s2m")
 BOX_SOURCES = ("components", "detector")
 # Timed stages (ms): the encoder and decoder per batch, the others per frame.
 REFINE_STAGES = ("sam_encoder", "box_prompts", "sam_decoder", "merge")

@@ -18,21 +18,25 @@ from std_msgs.msg import Header
 
 from ood_perception.core.codec import (
     decode_compressed,
-    decode_image,
     decode_output,
     output_step,
 )
+from ood_perception.core.frames import Frame, camera_frame
+from ood_perception.core.intrinsics import scale_intrinsics
+from ood_perception.core.message_buffers import message_bytes
 
 BIG_ENDIAN = int(sys.byteorder == "big")
 # Diagnostics levels (bytes, as diagnostic_msgs stores them).
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
-def message_to_rgb(message: Image | CompressedImage) -> np.ndarray:
-    """Image or CompressedImage -> HxWx3 RGB uint8; malformed input raises ImageDecodeError."""
+def message_to_frame(message: Image | CompressedImage) -> Frame:
+    """Image or CompressedImage -> a frame for `Pipeline.process`: rgb8 and bgr8 stay views of
+    the message's bytes (`core.frames`), the rest is decoded to RGB; malformed input raises
+    ImageDecodeError."""
     if isinstance(message, CompressedImage):
         return decode_compressed(message.format, message.data)
-    return decode_image(message.encoding, message.height, message.width, message.step,
+    return camera_frame(message.encoding, message.height, message.width, message.step,
                         message.data, message.is_bigendian)
 
 
@@ -45,14 +49,16 @@ def image_array(message: Image) -> np.ndarray:
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
     """A `sensor_msgs/Image` of `pixels` (already in `encoding`'s layout) with `header`.
 
-    The data is copied once into the array.array the message type stores, which skips the
-    per-byte checks the generated setter runs on other sequences.
+    Maps the pipeline wrote into message memory (`core.message_buffers`) become the data as
+    they are; others are copied once into the array.array the message type stores.
     """
     step = output_step(pixels, encoding)
-    data = array.array("B")
-    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    data = message_bytes(pixels)
+    if data is None:
+        data = array.array("B")
+        data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
     message = Image(header=header, height=pixels.shape[0], width=pixels.shape[1],
-                    encoding=encoding, is_bigendian=BIG_ENDIAN, step=step)
+                    encoding=encoding, is_bigendian=BIG_ENDIAN, step=step, check_fields=True)
     message.data = data
     return message
 
@@ -88,9 +94,16 @@ def diagnostics_array(stamp, statuses: list[DiagnosticStatus]) -> DiagnosticArra
     return DiagnosticArray(header=Header(stamp=stamp), status=statuses)
 
 
-def camera_info_for(header: Header, info: CameraInfo) -> CameraInfo:
+def camera_info_for(header: Header, info: CameraInfo,
+                    size: tuple[int, int] | None = None) -> CameraInfo:
     """The camera's calibration with an answered frame's header, so it pairs with the
-    outputs of that frame (image_geometry and RViz match them by stamp)."""
+    outputs of that frame (image_geometry and RViz match them by stamp); with `size`
+    (height, width) that of the frame resized to it, as a model-resolution score is."""
     answered = copy.copy(info)
     answered.header = header
+    if size is not None and (info.height, info.width) != tuple(size) and info.height > 0 \
+            and info.width > 0:
+        answered.k, answered.p = scale_intrinsics(info.k, info.p, (info.height, info.width),
+                                                  size)
+        answered.height, answered.width = size
     return answered

@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ood_perception.backends import BACKENDS, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
 from ood_perception.core.health import HealthLimits
+from ood_perception.core.pipeline import REFINE_MODES, SCORE_SIZES
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.s2m.proposals import ProposalConfig
 
 NODE_NAME = "ood_perception_node"
 # Params files written here key their parameters to any node, so they still apply when the
@@ -89,6 +92,28 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "publish_overlay": ParameterSpec(True, "bool",
                                      "publish ~/overlay (bgr8), rendered only while subscribed"),
     "publish_semantic": ParameterSpec(False, "bool", "publish ~/semantic (mono8 class ids)"),
+    "score_resolution": ParameterSpec("frame", "string",
+                                      "~/anomaly_score at the camera's size (frame) or the "
+                                      "model's input size (model: ~/score_camera_info matches "
+                                      "it)", choices=SCORE_SIZES),
+    "refine": ParameterSpec("none", "string",
+                            "none: the thresholded score is the obstacle mask; s2m: SAM's "
+                            "masks of box prompts from the score are", read_only=True,
+                            choices=REFINE_MODES),
+    "sam_model_path": ParameterSpec("", "string",
+                                    "refine s2m: SAM image-encoder graph from `ood-perception "
+                                    "export --model sam-...` (its decoder beside it)",
+                                    read_only=True),
+    "s2m_detector_path": ParameterSpec("", "string",
+                                       "refine s2m: S2M's detectron2 box detector checkpoint "
+                                       "(empty: box prompts from the score's components)",
+                                       read_only=True),
+    "s2m_score_scale": ParameterSpec(1.0, "double",
+                                     "refine s2m: the detector sees the score times this",
+                                     read_only=True, bounds=(1e-6, 1e6)),
+    "s2m_max_boxes": ParameterSpec(ProposalConfig.max_boxes, "integer",
+                                   "refine s2m: component box prompts per frame",
+                                   read_only=True, bounds=(1, 1000)),
     "max_frame_age": ParameterSpec(0.0, "double",
                                    "drop frames older than this many seconds (stamp vs node "
                                    "clock); 0: never"),
@@ -120,6 +145,46 @@ def _camera_name(topic: str) -> str:
     return (meaningful or parts or ["camera"])[-1]
 
 
+# The parameters `RefineSettings` holds (refine none: all at their defaults).
+REFINE_PARAMETERS = ("refine", "sam_model_path", "s2m_detector_path", "s2m_score_scale",
+                     "s2m_max_boxes")
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """S2M refinement as the node's parameters set it (the runtime opens the refiner)."""
+
+    sam_model_path: str
+    detector_path: str  # empty: box prompts from the score's components
+    score_scale: float
+    max_boxes: int
+
+    def parameter_values(self) -> dict[str, Any]:
+        return {"refine": "s2m", "sam_model_path": self.sam_model_path,
+                "s2m_detector_path": self.detector_path, "s2m_score_scale": self.score_scale,
+                "s2m_max_boxes": self.max_boxes}
+
+
+def _refine_settings(checked: dict[str, Any]) -> RefineSettings | None:
+    """The refine parameters, checked: SAM's graph must exist when refining, and the SAM and
+    detector paths mean nothing without it."""
+    if checked["refine"] == "none":
+        used = [name for name in ("sam_model_path", "s2m_detector_path") if checked[name]]
+        if used:
+            raise ConfigurationError(f"parameter(s) {', '.join(used)} need refine s2m")
+        return None
+    if not checked["sam_model_path"]:
+        raise ConfigurationError("parameter refine s2m needs sam_model_path (SAM's graphs "
+                                 "from `ood-perception export --model sam-vit-b` or mobile-sam)")
+    for name in ("sam_model_path", "s2m_detector_path"):
+        if checked[name] and not Path(checked[name]).is_file():
+            raise ConfigurationError(f"parameter {name}: file not found: {checked[name]}")
+    return RefineSettings(sam_model_path=checked["sam_model_path"],
+                          detector_path=checked["s2m_detector_path"],
+                          score_scale=checked["s2m_score_scale"],
+                          max_boxes=checked["s2m_max_boxes"])
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node needs, validated; `postprocess` is what `ros2 param set` changes."""
@@ -141,6 +206,8 @@ class NodeConfig:
     # The raw threshold value; NaN means "the model's score_range midpoint".
     score_threshold: float = math.nan
     health: HealthLimits = field(default_factory=HealthLimits)
+    score_resolution: str = "frame"
+    refine: RefineSettings | None = None
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -193,6 +260,7 @@ class NodeConfig:
                 raise ConfigurationError(f"parameter {name} must be within {spec.bounds[0]:g}.."
                                          f"{spec.bounds[1]:g}, got {checked[name]}")
         return cls(
+            score_resolution=checked["score_resolution"], refine=_refine_settings(checked),
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
             build_only=checked["build_only"], image_topics=topics, camera_names=names,
@@ -231,6 +299,9 @@ class NodeConfig:
             "max_frame_age": self.max_frame_age, "batch_wait": self.batch_wait,
             "diagnostics_period": self.diagnostics_period,
             "min_rate_hz": self.health.min_rate_hz, "max_latency_ms": self.health.max_latency_ms,
+            "score_resolution": self.score_resolution,
+            **(self.refine.parameter_values() if self.refine else {
+                name: PARAMETERS[name].default for name in REFINE_PARAMETERS}),
         }
 
     def backend_options(self) -> dict[str, Any]:
@@ -340,4 +411,5 @@ def describe(config: NodeConfig) -> str:
     cameras = ", ".join(f"{name}<-{config.input_topic(i)}"
                         for i, name in enumerate(config.camera_names))
     return (f"backend {config.backend} on {config.device}, cameras {cameras}, "
-            f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}")
+            f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}, score at "
+            f"{config.score_resolution} size, refine {'s2m' if config.refine else 'none'}")

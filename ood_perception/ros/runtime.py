@@ -41,7 +41,7 @@ from ood_perception.core.health import (
     runtime_health,
     runtime_in_use,
 )
-from ood_perception.core.pipeline import FrameResult, Pipeline
+from ood_perception.core.pipeline import FrameResult, Outputs, Pipeline
 from ood_perception.core.stats import RunningStats, SequenceGaps
 from ood_perception.errors import ConfigurationError, ImageDecodeError
 from ood_perception.ros.frame_slots import FrameSlots, PendingFrame
@@ -50,7 +50,7 @@ from ood_perception.ros.messages import (
     diagnostic_status,
     diagnostics_array,
     image_message,
-    message_to_rgb,
+    message_to_frame,
     stamp_seconds,
 )
 from ood_perception.ros.obstacle_messages import detection_array, outline_marker
@@ -92,8 +92,12 @@ LOST_IN_DDS = "lost_in_dds"
 STOPPED = "stopped"
 OUTPUT_TYPES = {"camera_info": CameraInfo, "obstacle_markers": ImageMarker}
 DETECTIONS = "detections"
+# With score_resolution "model": the calibration of the score image, scaled to its size.
+SCORE_CAMERA_INFO = "score_camera_info"
+# With refine "s2m": the S2M map (32FC1 in [0, 1]).
+S2M_SCORE = "s2m_score"
 # Stages timed once per batch; the model status reports them.
-BATCH_STAGES = ("upload", "preprocess", "inference")
+BATCH_STAGES = ("upload", "preprocess", "inference", "sam_encoder", "sam_decoder")
 
 
 def declare_parameters(node: Node) -> None:
@@ -196,8 +200,13 @@ class NodeRuntime:
         if config.build_only:
             backend.close()
             return False
+        try:
+            refiner = _open_refiner(config, backend)
+        except Exception:
+            backend.close()
+            raise
         self.config = config
-        self.pipeline = Pipeline(backend, config.postprocess)
+        self.pipeline = Pipeline(backend, config.postprocess, refiner=refiner)
         self._runtime_facts = runtime_in_use(backend)
         window = max(2.0, 2 * config.diagnostics_period)
         self.cameras = [Camera(index=i, name=name, topic=config.input_topic(i),
@@ -222,6 +231,8 @@ class NodeRuntime:
             self._diagnostics = None
         if self.pipeline is not None:
             self.pipeline.backend.close()
+            if self.pipeline.refiner is not None:
+                self.pipeline.refiner.runner.close()
         self.pipeline = None
 
     def _publisher(self, message_type, topic: str, qos, overridable: bool = True):
@@ -243,6 +254,11 @@ class NodeRuntime:
         for output, message_type in OUTPUT_TYPES.items():
             publishers[output] = self._publisher(
                 message_type, config.output_topic(camera, output), OUTPUT_QOS)
+        publishers[SCORE_CAMERA_INFO] = self._publisher(
+            CameraInfo, config.output_topic(camera, SCORE_CAMERA_INFO), OUTPUT_QOS)
+        if config.refine is not None:
+            publishers[S2M_SCORE] = self._publisher(
+                Image, config.output_topic(camera, S2M_SCORE), OUTPUT_QOS)
         if vision_msgs is not None:
             publishers[DETECTIONS] = self._publisher(
                 vision_msgs.Detection2DArray, config.output_topic(camera, DETECTIONS),
@@ -377,7 +393,7 @@ class NodeRuntime:
                 if problem is None:
                     start = time.perf_counter()
                     try:
-                        frames.append(message_to_rgb(item.message))
+                        frames.append(message_to_frame(item.message))
                         decode_ms.append((time.perf_counter() - start) * 1000.0)
                         kept.append(item)
                         continue
@@ -387,17 +403,16 @@ class NodeRuntime:
                         problem = "decode_error", f"{type(error).__name__}: {error}"
                 self._drop(item, *problem)
                 unanswered.remove(item)
-            results = self.pipeline.process(frames)
+            results = self.pipeline.process(
+                frames, [self._outputs(self.cameras[item.camera], config) for item in kept])
             if results:
                 self._batch_stats.record_frame(timings={
                     stage: results[0].timings[stage] for stage in BATCH_STAGES
                     if stage in results[0].timings})
             for item, frame, result, decode in zip(kept, frames, results, decode_ms,
                                                    strict=True):
-                start = time.perf_counter()
-                self._publish(item, frame, result, config)
                 timings = {"decode": decode, **result.timings,
-                           "publish": (time.perf_counter() - start) * 1000.0}
+                           **self._publish(item, frame, result, config)}
                 self.cameras[item.camera].stats.record_frame(
                     stamp_seconds(item.message.header), self._now_s(), timings)
                 unanswered.remove(item)
@@ -420,27 +435,62 @@ class NodeRuntime:
             f"dropped a frame on {camera.topic}: {detail} (dropped so far: "
             f"{camera.stats.snapshot()['drops_total']})", throttle_duration_sec=WARN_THROTTLE_S)
 
+    def _outputs(self, camera: Camera, config: NodeConfig) -> Outputs:
+        """What this frame computes: only outputs switched on that someone subscribes to,
+        asked per frame (a subscriber that comes or goes counts from the next frame)."""
+        publishers = camera.publishers
+
+        def wanted(output: str) -> bool:
+            return config.publish.get(output, True) and _subscribed(publishers.get(output))
+
+        return Outputs(
+            score=config.score_resolution if wanted("anomaly_score") else None,
+            semantic=wanted("semantic"),
+            obstacles=any(wanted(output) for output in (
+                "obstacle_mask", "obstacle_markers", DETECTIONS)),
+            overlay=wanted("overlay"))
+
     def _publish(self, item: PendingFrame, frame, result: FrameResult,
-                 config: NodeConfig) -> None:
+                 config: NodeConfig) -> dict[str, float]:
+        """Build and publish what `result` holds (what has subscribers); returns the ms spent
+        building the messages ("message_build") and handing them to DDS ("publish")."""
         header = item.message.header
         camera = self.cameras[item.camera]
         publishers = camera.publishers
-        if config.publish["anomaly_score"]:
-            publishers["anomaly_score"].publish(
-                image_message(header, result.anomaly_score, "32FC1"))
-        if config.publish["obstacle_mask"]:
-            publishers["obstacle_mask"].publish(image_message(header, result.mask, "mono8"))
-        if config.publish["semantic"] and result.semantic is not None:
-            publishers["semantic"].publish(image_message(header, result.semantic, "mono8"))
-        overlay = publishers["overlay"]
-        if config.publish["overlay"] and overlay.get_subscription_count() > 0:
-            overlay.publish(image_message(header, self.pipeline.overlay(frame, result), "bgr8"))
-        publishers["obstacle_markers"].publish(outline_marker(header, result.obstacles))
-        if DETECTIONS in publishers:
-            publishers[DETECTIONS].publish(detection_array(header, result.obstacles,
-                                                           vision_msgs))
-        if camera.camera_info is not None:
-            publishers["camera_info"].publish(camera_info_for(header, camera.camera_info))
+        start = time.perf_counter()
+        messages = []
+        if result.anomaly_score is not None:
+            messages.append(("anomaly_score",
+                             image_message(header, result.anomaly_score, "32FC1")))
+        if result.mask is not None and _subscribed(publishers["obstacle_mask"]) \
+                and config.publish["obstacle_mask"]:
+            messages.append(("obstacle_mask", image_message(header, result.mask, "mono8")))
+        if result.semantic is not None:
+            messages.append(("semantic", image_message(header, result.semantic, "mono8")))
+        if result.overlay is not None:
+            messages.append(("overlay", image_message(header, result.overlay, "bgr8")))
+        if result.s2m_score is not None and _subscribed(publishers.get(S2M_SCORE)):
+            messages.append((S2M_SCORE, image_message(header, result.s2m_score, "32FC1")))
+        if result.mask is not None:
+            if _subscribed(publishers["obstacle_markers"]):
+                messages.append(("obstacle_markers", outline_marker(header, result.obstacles)))
+            if _subscribed(publishers.get(DETECTIONS)):
+                messages.append((DETECTIONS, detection_array(header, result.obstacles,
+                                                             vision_msgs)))
+        info = camera.camera_info
+        if info is not None:
+            if _subscribed(publishers["camera_info"]):
+                messages.append(("camera_info", camera_info_for(header, info)))
+            score = result.anomaly_score
+            if config.score_resolution == "model" and score is not None and _subscribed(
+                    publishers[SCORE_CAMERA_INFO]):
+                messages.append((SCORE_CAMERA_INFO,
+                                 camera_info_for(header, info, score.shape[:2])))
+        built = time.perf_counter()
+        for output, message in messages:
+            publishers[output].publish(message)
+        return {"message_build": (built - start) * 1000.0,
+                "publish": (time.perf_counter() - built) * 1000.0}
 
     # --- diagnostics --------------------------------------------------------------------
 
@@ -488,6 +538,29 @@ class NodeRuntime:
         if publishers > 1:
             return f"off ({publishers} publishers on the topic)"
         return "publication sequence numbers"
+
+def _subscribed(publisher) -> bool:
+    """Whether anyone subscribes to `publisher` now (a cheap count from the middleware)."""
+    return publisher is not None and publisher.get_subscription_count() > 0
+
+
+def _open_refiner(config: NodeConfig, backend):
+    """S2M's refiner for `refine: s2m` (SAM's graphs on the node's backend and device, as
+    `ood-perception run --refine s2m` opens them), else None; imported only then, as it
+    needs torch."""
+    if config.refine is None:
+        return None
+    from ood_perception.core.refine import RefineConfig, open_refiner
+    from ood_perception.models.s2m.proposals import ProposalConfig
+
+    settings = config.refine
+    refine = RefineConfig(mode="s2m",
+                          boxes="detector" if settings.detector_path else "components",
+                          proposals=ProposalConfig(max_boxes=settings.max_boxes),
+                          detector_score_scale=settings.score_scale)
+    return open_refiner(settings.sam_model_path, refine, config.backend, config.device,
+                        settings.detector_path or None, backend.info.score_range)
+
 
 def _too_old(item: PendingFrame, config: NodeConfig, now: float) -> tuple[str, str] | None:
     """(reason, detail) when the frame is older than `max_frame_age`, else None."""

@@ -35,7 +35,7 @@ def check_output(flag: str, path: str | Path, folder: bool) -> None:
 
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     """S2M refinement flags (`run`, `evaluate`): SAM's graphs and where box prompts come from."""
-    from ood_perception.core.pipeline import REFINE_MODES
+    from ood_perception.models.s2m import REFINE_MODES
     from ood_perception.models.s2m.proposals import ProposalConfig
 
     refine = parser.add_argument_group("S2M refinement (whole-object masks from SAM)")

@@ -42,8 +42,6 @@ GPU_STAGES = ("upload", *STAGES)
 # Outputs.score: at the frame's own size, or at the model's input size (a 518x924 float
 # map is a quarter of a 1920x1080 one to build and publish).
 SCORE_SIZES = ("frame", "model")
-# What a `Refiner` may do ("none": no refiner); torch-free, so configs can check it.
-REFINE_MODES = ("none", "s2m")
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ood_perception.backends.sam import SamRunner
-from ood_perception.core.pipeline import REFINE_MODES
 from ood_perception.core.postprocess import PostprocessConfig, PostprocessResult, postprocess
 from ood_perception.core.preprocess import make_batch
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.s2m import REFINE_MODES
 from ood_perception.models.s2m.detector import ScoreBoxDetector
 from ood_perception.models.s2m.merge import merge_masks
 from ood_perception.models.s2m.proposals import ProposalConfig, box_proposals

@@ -17,9 +17,10 @@ from ood_perception.backends import BACKENDS, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
 from ood_perception.core.health import HealthLimits
-from ood_perception.core.pipeline import REFINE_MODES, SCORE_SIZES
+from ood_perception.core.pipeline import SCORE_SIZES
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.s2m import REFINE_MODES
 from ood_perception.models.s2m.proposals import ProposalConfig
 
 NODE_NAME = "ood_perception_node"

@@ -7,3 +7,5 @@ components, and the official rule that merges SAM's masks into one map.
 
 # Model name of the detector graph (`export --model`); torch-free, for the CLI's flag checks.
 DETECTOR_MODEL = "s2m-detector"
+# Refinement modes of a frame's mask ("none": the thresholded score is the mask).
+REFINE_MODES = ("none", "s2m")

@@ -12,12 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ood_perception.backends import PRECISIONS as BACKEND_PRECISIONS
-from ood_perception.backends.device import parse_device
 from ood_perception.backends.sam import checked_frames, empty_outputs
-from ood_perception.backends.torch import CudaGraphRunner, precision_context
+from ood_perception.backends.torch import CudaGraphRunner, check_target, precision_context
 from ood_perception.contract import SAM_ENCODER_ROLE
-from ood_perception.errors import ConfigurationError
 from ood_perception.models.sam.deploy import (
     SamImageEncoderDeploy,
     SamPromptDecoderDeploy,
@@ -26,8 +23,6 @@ from ood_perception.models.sam.deploy import (
     torch_path_for,
 )
 from ood_perception.models.sam.sam import Sam
-
-PRECISIONS = BACKEND_PRECISIONS["torch"]
 
 
 class TorchSamRunner:
@@ -54,12 +49,7 @@ class TorchSamRunner:
 
     def _setup(self, sam: Sam, name: str, input_size: tuple[int, int], device: str,
                precision: str, cuda_graphs: bool) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if parse_device(device).is_cuda and not torch.cuda.is_available():
-            raise ConfigurationError(f"device {device!r} needs CUDA, which torch does not see")
-        if device == "cpu" and precision == "fp16":
-            raise ConfigurationError("fp16 needs a CUDA device; use fp32 or bf16 on cpu")
+        check_target(device, precision)
         self._device = torch.device(device)
         self.device = str(self._device)
         self.precision = precision

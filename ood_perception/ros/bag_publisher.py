@@ -15,7 +15,7 @@ from pathlib import Path
 from ood_perception.errors import ConfigurationError
 from ood_perception.io import rosbag
 
-DISCOVERY_WAIT_S = 3.0
+DISCOVERY_WAIT_S = 5.0
 # What `ros2 bag play --clock` and rclpy's time source use for /clock.
 CLOCK_QOS = 10
 
@@ -53,7 +53,9 @@ def publish_bag(bag: Path, topics: list[str] | None = None, rate: float = 1.0) -
                 for c in cameras
             }
             clock = node.create_publisher(Clock, "/clock", CLOCK_QOS)
-            _wait_for_subscribers(list(publishers.values()), DISCOVERY_WAIT_S)
+            # A sim-time node subscribes to /clock too: without the first clock messages its
+            # first frames would be stamped against time zero.
+            _wait_for_subscribers([*publishers.values(), clock], DISCOVERY_WAIT_S)
             wall_start, bag_start = time.monotonic(), None
             for connection, timestamp, raw in reader.messages(connections=cameras):
                 bag_start = timestamp if bag_start is None else bag_start

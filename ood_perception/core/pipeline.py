@@ -53,6 +53,7 @@ class Outputs:
     semantic: bool = True  # class ids at the frame's size (when the graph has them)
     obstacles: bool = True  # obstacle mask at the frame's size and the obstacle list
     overlay: bool = False  # BGR debug image: score colours and obstacle outlines
+    s2m: bool = True  # with a refiner: the S2M map (SAM runs only for frames that need it)
 
     def __post_init__(self) -> None:
         if self.score is not None and self.score not in SCORE_SIZES:
@@ -107,6 +108,11 @@ def runs_on_gpu(backend: Backend) -> bool:
 def _needs_full_score(outputs: Outputs, refining: bool) -> bool:
     """Whether the frame-size score is made: published, drawn, or the refiner's input."""
     return outputs.score == "frame" or outputs.overlay or refining
+
+
+def _needs_refiner(outputs: Outputs) -> bool:
+    """Whether a frame's asked outputs come from the refiner (mask, obstacles, S2M map)."""
+    return outputs.obstacles or outputs.overlay or outputs.s2m
 
 
 class HostFrames:
@@ -265,21 +271,22 @@ class Pipeline:
         start = time.perf_counter()
         scores, semantics = self._frames.infer(batch)
         batch_timings["inference"] = _ms(start)
-        refining = self.refiner is not None
-        # The refiner needs each frame's score, classes and components at the frame's size.
-        computed = [replace(w, semantic=True, obstacles=True) if refining else w for w in wanted]
+        refine = [self.refiner is not None and _needs_refiner(w) for w in wanted]
         all_maps, all_timings = [], []
-        for index, (frame, want) in enumerate(zip(frames, computed, strict=True)):
+        for index, (frame, want) in enumerate(zip(frames, wanted, strict=True)):
+            if refine[index]:  # the refiner needs score, classes and components at frame size
+                want = replace(want, semantic=True, obstacles=True)
             timings = dict(batch_timings)
             all_maps.append(self._frames.maps(scores, semantics, index, frame_size(frame), want,
-                                              config, timings, _needs_full_score(want, refining)))
+                                              config, timings,
+                                              _needs_full_score(want, refine[index])))
             all_timings.append(timings)
-        refined = self._refine(frames, batch, all_maps, config) if refining else None
+        refined = self._refine(frames, batch, all_maps, refine, config)
         results = []
         for index, (frame, want) in enumerate(zip(frames, wanted, strict=True)):
             maps, timings = all_maps[index], all_timings[index]
             post, s2m_score = maps.post, None
-            if refined is not None:
+            if index in refined:
                 post, s2m_score = refined[index].post, refined[index].s2m_score
                 timings.update(refined[index].timings)
             overlay = None
@@ -291,14 +298,23 @@ class Pipeline:
             results.append(FrameResult(
                 anomaly_score=maps.score, semantic=maps.semantic if want.semantic else None,
                 mask=kept.mask if kept else None, obstacles=kept.obstacles if kept else [],
-                timings=timings, overlay=overlay, s2m_score=s2m_score))
+                timings=timings, overlay=overlay,
+                s2m_score=s2m_score if want.s2m else None))
         return results
 
-    def _refine(self, frames: Sequence[Frame], batch, maps: list[_Maps],
-                config: PostprocessConfig) -> list:
-        """The refiner's frames (`core.refine.RefinedFrame`), from the frame-size maps."""
-        return self.refiner.refine(list(frames), batch, [m.full_score for m in maps],
-                                   [m.semantic for m in maps], [m.post for m in maps], config)
+    def _refine(self, frames: Sequence[Frame], batch, maps: list[_Maps], refine: list[bool],
+                config: PostprocessConfig) -> dict:
+        """Frame index -> the refiner's `core.refine.RefinedFrame`, for the frames marked in
+        `refine` only (SAM's encoder runs on their part of the batch)."""
+        chosen = [index for index, wanted in enumerate(refine) if wanted]
+        if not chosen:
+            return {}
+        if len(chosen) < len(frames):
+            batch = batch[chosen]
+        refined = self.refiner.refine(
+            [frames[i] for i in chosen], batch, [maps[i].full_score for i in chosen],
+            [maps[i].semantic for i in chosen], [maps[i].post for i in chosen], config)
+        return dict(zip(chosen, refined, strict=True))
 
     def _render(self, frame: Frame, score: np.ndarray, mask: np.ndarray,
                 alpha: float = 0.5) -> np.ndarray:

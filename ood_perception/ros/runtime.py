@@ -448,7 +448,7 @@ class NodeRuntime:
             semantic=wanted("semantic"),
             obstacles=any(wanted(output) for output in (
                 "obstacle_mask", "obstacle_markers", DETECTIONS)),
-            overlay=wanted("overlay"))
+            overlay=wanted("overlay"), s2m=_subscribed(publishers.get(S2M_SCORE)))
 
     def _publish(self, item: PendingFrame, frame, result: FrameResult,
                  config: NodeConfig) -> dict[str, float]:

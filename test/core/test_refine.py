@@ -11,7 +11,7 @@ from s2m_tiny import random_detector
 
 from ood_perception.backends.onnxruntime import OnnxRuntimeBackend
 from ood_perception.backends.sam import create_sam_runner
-from ood_perception.core.pipeline import STAGES, Pipeline
+from ood_perception.core.pipeline import STAGES, Outputs, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig, postprocess
 from ood_perception.core.refine import REFINE_STAGES, RefineConfig, Refiner, open_refiner
 from ood_perception.errors import ConfigurationError
@@ -75,6 +75,23 @@ def test_obstacles_come_from_sam_masks_merged_by_confidence(backend, sam_runner,
     assert np.array_equal(result.mask, kept.mask)
     assert result.obstacles == kept.obstacles
     assert all(o.score_max in refined.confidences for o in result.obstacles)
+
+
+def test_sam_runs_only_for_frames_whose_outputs_need_it(backend, sam_runner):
+    first, second = scene(64, 96, (10, 8, 20, 16)), scene(64, 96, (60, 30, 14, 12))
+    refiner = Refiner(sam_runner, RefineConfig(mode="s2m"), score_range=(0.0, 1.0))
+    pipeline = Pipeline(backend, CONFIG, refiner=refiner)
+    [alone] = pipeline.process([second])
+    score_only = Outputs(score="model", semantic=False, obstacles=False, s2m=False)
+    skipped, refined = pipeline.process([first, second], [score_only, Outputs()])
+    assert skipped.mask is None and skipped.s2m_score is None
+    assert not set(REFINE_STAGES) & set(skipped.timings)  # SAM never saw this frame
+    assert skipped.anomaly_score.shape == (64, 96)  # the model's size (the tiny graph's)
+    np.testing.assert_array_equal(refined.s2m_score, alone.s2m_score)
+    np.testing.assert_array_equal(refined.mask, alone.mask)
+    [nothing] = pipeline.process([first], Outputs(score=None, semantic=False,
+                                                  obstacles=False, s2m=False))
+    assert nothing.timings.keys().isdisjoint(REFINE_STAGES)
 
 
 def test_a_frame_without_components_gets_an_empty_map(backend, sam_runner):

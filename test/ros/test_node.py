@@ -405,10 +405,10 @@ def test_only_subscribed_outputs_are_computed_and_published(ros, tiny_model_path
     publisher = _publisher(camera)
     _answer(camera, listener, publisher, _raw(_header(camera), image(48, 80, SQUARE), "rgb8"))
     assert runtime._outputs(runtime.cameras[0], runtime.config) == Outputs(
-        score="frame", semantic=False, obstacles=False, overlay=False)
+        score="frame", semantic=False, obstacles=False, overlay=False, s2m=False)
     late = Listener(camera, {f"{NODE}/obstacle_mask": Image, f"{NODE}/semantic": Image})
     assert wait_until(lambda: runtime._outputs(runtime.cameras[0], runtime.config) == Outputs(
-        score="frame", semantic=True, obstacles=True, overlay=False), 10.0)
+        score="frame", semantic=True, obstacles=True, overlay=False, s2m=False), 10.0)
     second = _raw(_header(camera), image(48, 80, SQUARE), "rgb8")
     mask = _answer(camera, late, publisher, second, f"{NODE}/obstacle_mask")
     assert _pixels(mask).shape == (48, 80) and _pixels(mask).max() == 255

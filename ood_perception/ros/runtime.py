@@ -409,10 +409,9 @@ class NodeRuntime:
                 self._batch_stats.record_frame(timings={
                     stage: results[0].timings[stage] for stage in BATCH_STAGES
                     if stage in results[0].timings})
-            for item, frame, result, decode in zip(kept, frames, results, decode_ms,
-                                                   strict=True):
+            for item, result, decode in zip(kept, results, decode_ms, strict=True):
                 timings = {"decode": decode, **result.timings,
-                           **self._publish(item, frame, result, config)}
+                           **self._publish(item, result, config)}
                 self.cameras[item.camera].stats.record_frame(
                     stamp_seconds(item.message.header), self._now_s(), timings)
                 unanswered.remove(item)
@@ -450,7 +449,7 @@ class NodeRuntime:
                 "obstacle_mask", "obstacle_markers", DETECTIONS)),
             overlay=wanted("overlay"), s2m=_subscribed(publishers.get(S2M_SCORE)))
 
-    def _publish(self, item: PendingFrame, frame, result: FrameResult,
+    def _publish(self, item: PendingFrame, result: FrameResult,
                  config: NodeConfig) -> dict[str, float]:
         """Build and publish what `result` holds (what has subscribers); returns the ms spent
         building the messages ("message_build") and handing them to DDS ("publish")."""

@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +145,8 @@ class Source:
     count: int
     frames: object  # () -> Iterator[Frame]
     dataset: Dataset | None = None  # the labels of a model run's second pass
+    # Seconds per frame the model run spent in the pipeline (decode excluded); empty otherwise.
+    seconds: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -189,6 +192,7 @@ def open_source(args: argparse.Namespace) -> Source:
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
+    seconds: list[float] = []
 
     def scored() -> Iterator[Frame]:
         from ood_perception.backends import create_backend
@@ -197,7 +201,9 @@ def open_source(args: argparse.Namespace) -> Source:
 
         pipeline = Pipeline(create_backend(args.backend, str(args.model)), PostprocessConfig())
         for name, rgb, label in dataset:
+            start = time.perf_counter()
             result = pipeline.process([rgb])[0]
+            seconds.append(time.perf_counter() - start)
             yield name, rgb, np.asarray(result.anomaly_score, np.float32), label
 
     return Source(
@@ -206,6 +212,7 @@ def open_source(args: argparse.Namespace) -> Source:
         len(dataset),
         scored,
         dataset,
+        seconds,
     )
 
 
@@ -346,6 +353,12 @@ def _results(pixels: PixelMetrics, components, source: Source, args) -> dict:
         results.update(dict.fromkeys(UNDEFINED_WITHOUT_ANOMALIES, float("nan")))
     if components is not None:
         results["components"] = components.summary()
+    if source.seconds:
+        # The first frame includes the backend's warm-up; the rate is over the others.
+        steady = source.seconds[1:] or source.seconds
+        results["speed"] = {"frames_per_second": len(steady) / sum(steady),
+                            "ms_per_frame": 1000 * sum(steady) / len(steady),
+                            "backend": args.backend}
     return results
 
 
@@ -361,6 +374,10 @@ def print_summary(results: dict) -> None:
         f"  FPR95 {figure(results['fpr95'])}  AuIoU {figure(results['auiou'])}"
         f"  mean F1 {figure(results['mean_f1'])}"
     )
+    if "speed" in results:
+        speed = results["speed"]
+        print(f"  {speed['frames_per_second']:.2f} frames/s ({speed['ms_per_frame']:.0f} ms per "
+              f"frame through the pipeline, {speed['backend']})")
     if "components" in results:
         c = results["components"]
         print(

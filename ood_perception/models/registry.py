@@ -36,6 +36,9 @@ class ExportRequest:
     timesteps: int | None = None
     timestep_weighting: str | None = None
     dood_stats: dict | None = None
+    # DOoD denoiser shape (`UNet0DConfig` fields); None = the checkpoint's (the model's default
+    # at random init). A `.pt` deploy file records it to rebuild the same network.
+    denoiser: dict | None = None
 
 
 MODELS: dict[str, str] = {

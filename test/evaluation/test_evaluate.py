@@ -166,6 +166,9 @@ def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_pat
     assert results["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-6)
     assert results["ap"] > 0.9
     assert results["components"]["gt_components"] == 3
+    speed = results["speed"]
+    assert speed["backend"] == "onnxruntime" and speed["frames_per_second"] > 0
+    assert speed["ms_per_frame"] == pytest.approx(1000 / speed["frames_per_second"])
     assert (tmp_path / "rep" / "roc_curve.png").is_file()
     thumbs = sorted((tmp_path / "rep" / "worst").glob("*.png"))
     assert len(thumbs) == 3 and cv2.imread(str(thumbs[0])).shape[1] == 3 * 320

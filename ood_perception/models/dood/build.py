@@ -9,6 +9,7 @@ it with UEM's windows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 from torch import nn
@@ -22,12 +23,7 @@ from ood_perception.models.backbones.mmseg_vit import (
     setr_vit_l,
 )
 from ood_perception.models.deploy import DeployModel
-from ood_perception.models.dood.checkpoints import (
-    convert_diffusion_state,
-    convert_dinov2_segmentor_state,
-    convert_mmseg_segmentor_state,
-    diffusion_config,
-)
+from ood_perception.models.dood.checkpoints import load_diffusion, load_segmentor
 from ood_perception.models.dood.compound import DOoDScoreHead, DOoDStatistics
 from ood_perception.models.dood.diffusion import (
     DEFAULT_TIMESTEPS,
@@ -43,7 +39,6 @@ from ood_perception.models.dood.network import (
 from ood_perception.models.dood.segmenter_head import SegmenterMaskHead
 from ood_perception.models.dood.setr_head import SETRUpHead
 from ood_perception.models.dood.unet0d import UNet0DConfig
-from ood_perception.models.loading import load_strict
 from ood_perception.models.registry import ExportRequest
 from ood_perception.models.tiling import (
     ScoredNetwork,
@@ -52,7 +47,6 @@ from ood_perception.models.tiling import (
     covers_like_official,
 )
 from ood_perception.models.uem.build import DEFAULT_STRIDE, DEFAULT_WINDOW
-from ood_perception.models.uem.checkpoints import load_state_dict
 from ood_perception.models.uem.network import UEMConfig, uem_config
 
 DEFAULT_SCORE = "compound"
@@ -91,15 +85,12 @@ def _diffusion(request: ExportRequest, default: UNet0DConfig) -> DiffusionModel:
     """The diffusion checkpoint's model; at random init every layer random (the official
     init zeroes the last ones, which leaves the cosine undefined)."""
     if request.random_init:
-        model = DiffusionModel(default)
+        model = DiffusionModel(UNet0DConfig(**request.denoiser) if request.denoiser else default)
         for module in model.modules():
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
         return model
-    state = convert_diffusion_state(load_state_dict(request.checkpoint))
-    model = DiffusionModel(diffusion_config(state))
-    load_strict(model, state, request.checkpoint)
-    return model
+    return load_diffusion(request.checkpoint)
 
 
 def _deploy(request: ExportRequest, coverage: nn.Module, tiling: dict,
@@ -107,13 +98,16 @@ def _deploy(request: ExportRequest, coverage: nn.Module, tiling: dict,
     score = request.score or DEFAULT_SCORE
     stats = _statistics(request, score, cfg)
     head = DOoDScoreHead(score, stats)
+    denoiser = coverage.network.diffusion.denoiser.cfg
     info = ModelInfo(
         input_height=request.input_size[0], input_width=request.input_size[1],
         model_name=request.model, score_name=score, class_names=class_names, tiling=tiling,
         score_params={"diffusion": cfg.as_dict(),
                       "statistics": stats.to_dict() if stats is not None else None},
         producer=f"ood_perception {__version__}")
-    return DeployModel(ScoredNetwork(coverage, head), info).eval()
+    deploy = DeployModel(ScoredNetwork(coverage, head), info).eval()
+    deploy.denoiser = asdict(denoiser)
+    return deploy
 
 
 def build_mmseg_dood(request: ExportRequest,
@@ -128,8 +122,7 @@ def build_mmseg_dood(request: ExportRequest,
     torch.manual_seed(request.seed)
     seg = segmentor(size)
     if not request.random_init:
-        load_strict(seg, convert_mmseg_segmentor_state(
-            load_state_dict(request.segmentor_checkpoint)), request.segmentor_checkpoint)
+        load_segmentor(seg, request.segmentor_checkpoint)
     cfg = score_config(request)
     network = DOoDNetwork(seg, _diffusion(request, denoiser), cfg).eval()
     return _deploy(request, WholeImage(network, size), {"mode": "whole"}, class_names, cfg)
@@ -149,8 +142,7 @@ def build_dinov2_dood(request: ExportRequest, uem: UEMConfig,
     seg = DinoV2KeySegmentor(uem.vit, window, uem.layers, uem.fpn_dim, uem.dino_mlp_hidden,
                              uem.segmentor_head, uem.num_classes, uem.gmm_components)
     if not request.random_init:
-        load_strict(seg, convert_dinov2_segmentor_state(
-            load_state_dict(request.segmentor_checkpoint)), request.segmentor_checkpoint)
+        load_segmentor(seg, request.segmentor_checkpoint)
     dim = uem.vit.embed_dim
     cfg = score_config(request)
     network = DOoDNetwork(seg, _diffusion(request, UNet0DConfig(dim, dim)), cfg).eval()

@@ -12,11 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ood_perception.errors import CheckpointError, ConfigurationError
+from ood_perception.models.dood.diffusion import DiffusionModel
+from ood_perception.models.dood.network import DinoV2KeySegmentor
 from ood_perception.models.dood.normalization import shift_and_scale
 from ood_perception.models.dood.unet0d import UNet0DConfig
-from ood_perception.models.uem.checkpoints import convert_segmentor_state
+from ood_perception.models.loading import load_strict
+from ood_perception.models.uem.checkpoints import convert_segmentor_state, load_state_dict
 
 SEGMENTOR_PREFIXES = ("backbone.", "decode_head.")
 # SETR's deep-supervision heads: training only.
@@ -94,6 +98,22 @@ def diffusion_config(state: dict[str, torch.Tensor]) -> UNet0DConfig:
     except ConfigurationError as error:
         raise CheckpointError(f"diffusion checkpoint has an unsupported denoiser: {error}"
                               ) from None
+
+
+def load_segmentor(segmentor: nn.Module, path: str | Path) -> None:
+    """Load a segmentor checkpoint strictly: a UEM `.ckpt` into the DINOv2 segmentor, an
+    official `*_segm.pth` into the mmseg ones."""
+    convert = (convert_dinov2_segmentor_state if isinstance(segmentor, DinoV2KeySegmentor)
+               else convert_mmseg_segmentor_state)
+    load_strict(segmentor, convert(load_state_dict(path)), str(path))
+
+
+def load_diffusion(path: str | Path) -> DiffusionModel:
+    """A diffusion checkpoint (`*_diff.pth` or train-dood's) as a model of its own shape."""
+    state = convert_diffusion_state(load_state_dict(path))
+    model = DiffusionModel(diffusion_config(state))
+    load_strict(model, state, str(path))
+    return model
 
 
 def official_normalization_state(minimum: torch.Tensor, maximum: torch.Tensor,

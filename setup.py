@@ -36,6 +36,14 @@ EXTRAS_REQUIRE = {
         "transformers>=4.47",
         "scikit-learn>=1.4",
         "ruff>=0.6",
+        # What mmsegmentation 1.2.2 / mmcv-lite 2.1.0 / mmengine 0.10.7 (the DOoD segmentors'
+        # reference) import. Those three come from the Makefile with --no-deps: they require
+        # opencv-python, whose cv2 would replace opencv-python-headless's.
+        "addict>=2.4",
+        "yapf>=0.40",
+        "termcolor>=2.0",
+        "prettytable>=3.0",
+        "ftfy>=6.0",
     ],
 }
 

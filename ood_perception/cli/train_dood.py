@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="peak AdamW learning rate (the paper: 5e-5 over 70k steps)")
     parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    parser.add_argument("--train-timesteps", type=int, default=1000,
+                        help="draw training time steps t from 0..N-1 (default 1000: the whole "
+                        "schedule, the paper's recipe; the score only looks at the first "
+                        "--timesteps, so a short training can spend itself there)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and order")
     parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument("--timesteps", type=int, default=25,
@@ -113,12 +117,13 @@ def train(args: argparse.Namespace) -> dict:
     bank = training.collect_features(network, data, window, count, args.seed, args.device,
                                      scale=(args.min_scale, args.max_scale),
                                      progress=not args.no_progress)
-    result = training.train_denoiser(network.diffusion, bank, optim,
+    result = training.train_denoiser(network.diffusion, bank, optim, args.train_timesteps,
                                      progress=not args.no_progress)
     meta = {"producer": "ood_perception train-dood", "model": args.model,
             "segmentor_checkpoint": str(segmentor), "window": list(window),
             "feature_images": count, "features": int(bank.features.shape[0]),
             "steps": optim.steps, "batch_size": optim.batch_size, "lr": optim.lr,
+            "train_timesteps": args.train_timesteps,
             "seed": optim.seed, "synthetic": args.synthetic if synthetic else 0,
             "images": args.images or ""}
     path = training.save_diffusion_checkpoint(network.diffusion, bank, args.output, meta,

@@ -133,8 +133,10 @@ def collect_features(network: DOoDNetwork, samples: Samples, window: tuple[int, 
 
 
 def train_denoiser(diffusion: DiffusionModel, bank: FeatureBank, optim: OptimConfig,
-                   progress: bool = True) -> TrainResult:
-    """Fit `diffusion.normalization` to the bank, then train the denoiser (epsilon MSE)."""
+                   max_timestep: int | None = None, progress: bool = True) -> TrainResult:
+    """Fit `diffusion.normalization` to the bank, then train the denoiser (epsilon MSE) at
+    time steps drawn uniformly from 0 .. `max_timestep`-1 (None: the whole schedule, as the
+    paper)."""
     device = device_of(optim.device)
     minimum, maximum, _, _ = bank.stats()
     shift, scale = shift_and_scale(minimum, maximum)
@@ -142,6 +144,10 @@ def train_denoiser(diffusion: DiffusionModel, bank: FeatureBank, optim: OptimCon
     diffusion.normalization.scale.copy_(scale)
     x0_all = diffusion.normalization(bank.features.float()).to(device)
     schedule = DDPMSchedule.linear()
+    steps = max_timestep or schedule.num_steps
+    if not 1 <= steps <= schedule.num_steps:
+        raise ConfigurationError(f"training time steps must be in 1..{schedule.num_steps}, got "
+                                 f"{steps}")
     denoiser = diffusion.denoiser.to(device).train()
     opt = torch.optim.AdamW(denoiser.parameters(), lr=optim.lr,
                             weight_decay=optim.weight_decay)
@@ -153,7 +159,7 @@ def train_denoiser(diffusion: DiffusionModel, bank: FeatureBank, optim: OptimCon
     average = None
     for step in bar:
         index = torch.randint(x0_all.shape[0], (optim.batch_size,), generator=generator)
-        t = torch.randint(schedule.num_steps, (optim.batch_size,), generator=generator)
+        t = torch.randint(steps, (optim.batch_size,), generator=generator)
         noise = torch.randn(optim.batch_size, x0_all.shape[1], generator=generator)
         x0, t, noise = x0_all[index.to(device)], t.to(device), noise.to(device)
         loss = F.mse_loss(denoiser(schedule.q_sample(x0, t, noise), t), noise)

@@ -50,6 +50,11 @@ from ood_perception.models.uem.build import DEFAULT_STRIDE, DEFAULT_WINDOW
 from ood_perception.models.uem.network import UEMConfig, uem_config
 
 DEFAULT_SCORE = "compound"
+# The releases' denoisers (configs/models/*.py `DiffusionSetupHook`): what --random-init builds.
+SEGMENTER_B_DENOISER = UNet0DConfig(768, 768)
+SETR_L_DENOISER = UNet0DConfig(1024, 1024)
+SETR_L_ADE20K_DENOISER = UNet0DConfig(1024, 1024, levels=8, middle_blocks=4,
+                                      time_embedding="scalar", block_time_layers=False)
 
 
 def score_config(request: ExportRequest) -> DiffusionScoreConfig:
@@ -176,22 +181,18 @@ def _setr_l(pos_grid: tuple[int, int], num_classes: int):
 
 def build_dood_segmenter_b(request: ExportRequest) -> DeployModel:
     """Segmenter ViT-B/16 on Cityscapes (`segmenter_vit-b_cityscapes_{segm,diff}.pth`)."""
-    return build_mmseg_dood(request, _segmenter_b, UNet0DConfig(768, 768), CITYSCAPES_CLASSES)
+    return build_mmseg_dood(request, _segmenter_b, SEGMENTER_B_DENOISER, CITYSCAPES_CLASSES)
 
 
 def build_dood_setr_l(request: ExportRequest) -> DeployModel:
     """SETR ViT-L/16 on Cityscapes (`setr_vit-l_cityscapes_{segm,diff}.pth`)."""
-    return build_mmseg_dood(request, _setr_l((48, 48), 19), UNet0DConfig(1024, 1024),
-                            CITYSCAPES_CLASSES)
+    return build_mmseg_dood(request, _setr_l((48, 48), 19), SETR_L_DENOISER, CITYSCAPES_CLASSES)
 
 
 def build_dood_setr_l_ade20k(request: ExportRequest) -> DeployModel:
     """SETR ViT-L/16 on ADE20k's 150 classes (`setr_vit-l_ade20k_{segm,diff}.pth`): a
     deeper denoiser (8 levels, 4 middle blocks) with the scalar time embedding."""
-    return build_mmseg_dood(
-        request, _setr_l((32, 32), 150),
-        UNet0DConfig(1024, 1024, levels=8, middle_blocks=4, time_embedding="scalar",
-                     block_time_layers=False), ())
+    return build_mmseg_dood(request, _setr_l((32, 32), 150), SETR_L_ADE20K_DENOISER, ())
 
 
 def _build_dinov2(size: str, request: ExportRequest) -> DeployModel:

@@ -22,7 +22,7 @@ from ood_perception.models.uem.demo import DEMO_CHECKPOINT, DEMO_WINDOW, demo_co
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DOOD_DEMO_CHECKPOINT = ASSETS / "dood_demo_diff.pth"
-DOOD_DEMO_STATS = ASSETS / "dood_demo_stats.json"
+DOOD_DEMO_STATS = ASSETS / "dood_demo_diff.stats.json"
 # Compound-score range of the embedded weights on held-out synthetic scenes; its midpoint
 # is the default obstacle threshold (docs/dood.md).
 DOOD_DEMO_SCORE_RANGE = (-4.0, 10.0)

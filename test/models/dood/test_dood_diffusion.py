@@ -291,3 +291,27 @@ def test_score_config_refuses_what_cannot_work() -> None:
         DiffusionScoreConfig(weighting="sqrt")
     with pytest.raises(ConfigurationError, match="multiple of 32"):
         UNet0DConfig(in_channels=48, model_channels=48)
+
+
+@pytest.mark.parametrize(("ft_size", "levels", "middle", "mode", "expected"), [
+    # get_diffusion_model defaults: channel_mult (1,) * 6, 3 middle blocks, periodic+embed
+    (768, 6, 3, "periodic+embed", "SEGMENTER_B_DENOISER"),
+    pytest.param(1024, 6, 3, "periodic+embed", "SETR_L_DENOISER", marks=pytest.mark.slow),
+    # setr_vit-l_ade20k.py: channel_mult (1,) * 8, 4 middle blocks, scalar+identity
+    pytest.param(1024, 8, 4, "scalar+identity", "SETR_L_ADE20K_DENOISER",
+                 marks=pytest.mark.slow),
+])
+def test_the_releases_denoiser_layouts_are_the_builders_defaults(ft_size, levels, middle, mode,
+                                                                 expected) -> None:
+    """Built as the releases' configs build them (configs/models/*.py `DiffusionSetupHook`,
+    denoiser channels = feature size), the official layout is read as the registry builder's
+    default denoiser, which --random-init builds."""
+    from ood_perception.models.dood import build
+
+    official = OfficialUNet0D(ft_size, ft_size, (1,) * levels, middle, mode)
+    state = {f"denoiser.{k}": v for k, v in official.state_dict().items()}
+    state.update({"normalization.shift": torch.zeros(ft_size),
+                  "normalization.scale": torch.ones(ft_size)})
+    default = getattr(build, expected)
+    assert diffusion_config(state) == default
+    load_strict(DiffusionModel(default), state, expected)

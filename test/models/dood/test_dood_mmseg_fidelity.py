@@ -201,3 +201,42 @@ def test_setr_matches_mmseg_and_drops_the_auxiliary_heads_by_name() -> None:
     cfg = MMSegViTConfig(embed_dim=DIM, depth=3, num_heads=HEADS, pos_grid=(4, 4))
     head = SETRUpHead(DIM, 32, num_classes=CLASSES, num_convs=1, up_scale=4, kernel_size=1)
     check(reference, ours(cfg, head, official), extra=1)
+
+
+def official_config_model(name: str) -> EncoderDecoder:
+    """The released models' segmentor configs (configs/models/*.py of the DOoD repository),
+    SyncBN as BN on CPU."""
+    ln = dict(type="LN", eps=1e-6, requires_grad=True)
+    if name == "dood-segmenter-b":
+        return EncoderDecoder(
+            backbone=dict(type="TestDistilledViT", img_size=(768, 768), patch_size=16,
+                          embed_dims=768, num_layers=12, num_heads=12, final_norm=True,
+                          norm_cfg=ln, with_cls_token=True, interpolate_mode="bicubic"),
+            decode_head=dict(type="TestDOoDSegmenterHead", in_channels=768, channels=768,
+                             num_classes=19, num_layers=1, num_heads=6, embed_dims=768,
+                             dropout_ratio=0.0),
+            test_cfg=ConfigDict(mode="whole"))
+    size, classes = ((768, 768), 19) if name == "dood-setr-l" else ((512, 512), 150)
+    head = dict(type="SETRUPHead", in_channels=1024, channels=256, num_classes=classes,
+                dropout_ratio=0, norm_cfg=dict(type="BN", requires_grad=True), num_convs=1,
+                up_scale=4, kernel_size=1, align_corners=False)
+    aux = [{**head, "in_index": i, "num_convs": 1 if name == "dood-setr-l" else 2}
+           for i in range(3)]
+    return EncoderDecoder(
+        backbone=dict(type="VisionTransformer", img_size=size, patch_size=16, patch_bias=True,
+                      embed_dims=1024, num_layers=24, num_heads=16, out_indices=(9, 14, 19, 23),
+                      norm_cfg=ln, with_cls_token=True, interpolate_mode="bilinear"),
+        decode_head={**head, "in_index": 3}, auxiliary_head=aux, test_cfg=ConfigDict(mode="whole"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dood-segmenter-b", "dood-setr-l", "dood-setr-l-ade20k"])
+def test_released_segmentor_layouts_load_strictly(name: str) -> None:
+    """Every key and shape of the released configs' state dicts has its place here."""
+    from ood_perception.models.registry import ExportRequest, build_model
+
+    official = official_config_model(name).state_dict()
+    deploy = build_model(ExportRequest(model=name, random_init=True, input_size=(64, 128),
+                                       timesteps=1, score="logsumexp"))
+    load_strict(deploy.network.coverage.network.segmentor,
+                convert_mmseg_segmentor_state(official), name)

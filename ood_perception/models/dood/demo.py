@@ -3,7 +3,7 @@
 The segmentor is `uem-demo`'s (frozen, its `segmentor.*` weights in
 `assets/uem_demo.ckpt`); only the denoiser was trained, by `train-dood` on anomaly-free
 synthetic scenes (docs/dood.md). `assets/dood_demo_diff.pth` holds it in the official
-diffusion layout (fp16 values); `assets/dood_demo_stats.json` the compound score's
+diffusion layout (fp16 values); `assets/dood_demo_diff.stats.json` the compound score's
 in-distribution statistics. Same window as `uem-demo`: the 224x448 camera scaled into
 one 336x672 window.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ood_perception.errors import ConfigurationError
 from ood_perception.models.deploy import DeployModel
-from ood_perception.models.dood.build import build_dinov2_dood
+from ood_perception.models.dood.build import DEFAULT_SCORE, build_dinov2_dood
 from ood_perception.models.dood.compound import read_statistics
 from ood_perception.models.registry import ExportRequest
 from ood_perception.models.uem.demo import DEMO_CHECKPOINT, DEMO_WINDOW, demo_config
@@ -23,9 +23,10 @@ from ood_perception.models.uem.demo import DEMO_CHECKPOINT, DEMO_WINDOW, demo_co
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DOOD_DEMO_CHECKPOINT = ASSETS / "dood_demo_diff.pth"
 DOOD_DEMO_STATS = ASSETS / "dood_demo_diff.stats.json"
-# Compound-score range of the embedded weights on held-out synthetic scenes; its midpoint
-# is the default obstacle threshold (docs/dood.md).
-DOOD_DEMO_SCORE_RANGE = (-4.0, 10.0)
+# Compound-score range of the embedded weights on held-out synthetic scenes (inliers from
+# about -3); its midpoint, 5, is the default obstacle threshold: a third of the held-out
+# anomaly pixels at 43% precision (docs/dood.md).
+DOOD_DEMO_SCORE_RANGE = (-3.0, 13.0)
 
 
 def _embedded(path: Path) -> str:
@@ -41,8 +42,11 @@ def build_dood_demo(request: ExportRequest) -> DeployModel:
     denoiser and statistics unless --segmentor-checkpoint, --checkpoint (then --dood-stats
     for the compound score) or --random-init."""
     stats = request.dood_stats
+    compound = (request.score or DEFAULT_SCORE) == "compound"
+    # The range below was measured for the embedded weights' compound score only.
+    embedded_range = compound and not request.random_init and request.checkpoint is None
     if not request.random_init:
-        if request.checkpoint is None and stats is None:
+        if request.checkpoint is None and stats is None and compound:
             stats = read_statistics(_embedded(DOOD_DEMO_STATS)).to_dict()
         request = replace(
             request, dood_stats=stats,
@@ -50,5 +54,6 @@ def build_dood_demo(request: ExportRequest) -> DeployModel:
             checkpoint=request.checkpoint or _embedded(DOOD_DEMO_CHECKPOINT))
     deploy = build_dinov2_dood(request, demo_config(request.variant or "dd"), DEMO_WINDOW,
                                single_window=request.stride is None)
-    deploy.info = replace(deploy.info, score_range=DOOD_DEMO_SCORE_RANGE)
+    if embedded_range:
+        deploy.info = replace(deploy.info, score_range=DOOD_DEMO_SCORE_RANGE)
     return deploy

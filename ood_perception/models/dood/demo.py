@@ -24,8 +24,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DOOD_DEMO_CHECKPOINT = ASSETS / "dood_demo_diff.pth"
 DOOD_DEMO_STATS = ASSETS / "dood_demo_diff.stats.json"
 # Compound-score range of the embedded weights on held-out synthetic scenes (inliers from
-# about -3); its midpoint, 5, is the default obstacle threshold: a third of the held-out
-# anomaly pixels at 43% precision (docs/dood.md).
+# about -3); its midpoint, 5, is the default obstacle threshold (docs/dood.md).
 DOOD_DEMO_SCORE_RANGE = (-3.0, 13.0)
 
 

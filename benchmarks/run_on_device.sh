@@ -24,8 +24,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 
 OOD_PARITY_REPORT="$OUT/parity.jsonl" timeout 330 "$PYTHON" -m pytest -p no:cacheprovider \
-    -q -rs -m gpu --timeout 300 test/test_parity.py test/test_backend_torch.py \
-    test/test_pipeline.py test/test_gpu_preprocess.py test/test_benchmark.py \
+    -q -rs -m gpu --timeout 300 test/core/test_parity.py test/backends/test_backend_torch.py \
+    test/core/test_pipeline.py test/core/test_gpu_preprocess.py test/benchmark/test_benchmark.py \
     2>&1 | tee "$OUT/pytest_gpu.log" || status=1
 
 timeout 240 "$PYTHON" benchmarks/gpu_benchmark.py --device cuda --precision fp16 \

@@ -1,6 +1,6 @@
 """ONNX Runtime backend: CPU everywhere, CUDA / TensorRT execution providers with onnxruntime-gpu.
 
-The graph must follow the contract (DESIGN.md section 5); anything else is refused at load
+The graph must follow the contract (`contract.py`); anything else is refused at load
 time with one line saying what is wrong, so the node never starts half-built.
 """
 
@@ -18,7 +18,7 @@ from ood_perception.errors import ConfigurationError
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-# DESIGN.md section 5 allows int32 class ids too; they are cast to uint8 on the host.
+# The contract allows int32 class ids too; they are cast to uint8 on the host.
 SEMANTIC_TYPES = ("tensor(uint8)", "tensor(int32)", "tensor(int64)")
 
 
@@ -89,6 +89,8 @@ class OnnxRuntimeBackend:
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise ConfigurationError(
                 f"{path} is not a loadable ONNX model: {first_line}") from error
+        # What runs the graph: ONNX Runtime falls back to CPU when a provider fails to load.
+        self.providers = tuple(self._session.get_providers())
         self.info, self.fixed_batch = self._read_contract(path)
         self._outputs = [SCORE_NAME] + ([SEMANTIC_NAME] if self._has_semantic else [])
 

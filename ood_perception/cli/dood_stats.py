@@ -10,11 +10,10 @@ over your images and writes the JSON that `export --dood-stats` reads.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ood_perception.cli import training_args as common
 from ood_perception.cli.arguments import check_output, image_size
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,30 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        check_output("--output", args.output, folder=False)
-        if not args.model.startswith("dood-"):
-            raise ConfigurationError(f"dood-stats applies to dood-* models, not {args.model}")
-        if args.synthetic is None:
-            args.synthetic = args.count
-        from ood_perception.models.dood.compound import write_statistics
-        from ood_perception.models.registry import ExportRequest, build_model
-        from ood_perception.training.dood import measure_statistics
+    check_output("--output", args.output, folder=False)
+    if not args.model.startswith("dood-"):
+        raise ConfigurationError(f"dood-stats applies to dood-* models, not {args.model}")
+    if args.synthetic is None:
+        args.synthetic = args.count
+    from ood_perception.models.dood.compound import write_statistics
+    from ood_perception.models.registry import ExportRequest, build_model
+    from ood_perception.training.dood import measure_statistics
 
-        request = ExportRequest(
-            model=args.model, variant=args.variant, checkpoint=args.checkpoint,
-            segmentor_checkpoint=args.segmentor_checkpoint, score="diffusion",
-            input_size=args.input_size, window=args.window, stride=args.stride,
-            single_window=args.single_window, timesteps=args.timesteps,
-            timestep_weighting=args.timestep_weighting)
-        deploy = build_model(request)
-        data, _ = common.samples(args, args.scene_size or args.input_size, labels_required=False)
-        stats = measure_statistics(deploy, data, args.count, args.seed,
-                                   progress=not args.no_progress)
-        path = write_statistics(stats, args.output)
-    except OodPerceptionError as error:
-        print(f"ood-perception dood-stats: {error}", file=sys.stderr)
-        return 2
+    request = ExportRequest(
+        model=args.model, variant=args.variant, checkpoint=args.checkpoint,
+        segmentor_checkpoint=args.segmentor_checkpoint, score="diffusion",
+        input_size=args.input_size, window=args.window, stride=args.stride,
+        single_window=args.single_window, timesteps=args.timesteps,
+        timestep_weighting=args.timestep_weighting)
+    deploy = build_model(request)
+    data, _ = common.samples(args, args.scene_size or args.input_size, labels_required=False)
+    stats = measure_statistics(deploy, data, args.count, args.seed,
+                               progress=not args.no_progress)
+    path = write_statistics(stats, args.output)
     print(f"wrote {path}: S = 1 - logsumexp {stats.logsumexp_mean:.4g} +- "
           f"{stats.logsumexp_std:.4g}, E {stats.diffusion_mean:.4g} +- "
           f"{stats.diffusion_std:.4g} over {stats.images} images ({stats.timesteps} steps, "

@@ -1,34 +1,45 @@
 """`ood-perception export`: a registered model (official checkpoint or random init) -> ONNX.
 
 Writes the contract graph (and with --save-torch the `.pt` deploy file beside it), then runs
-ONNX Runtime on random frames and prints the largest score difference from PyTorch.
+ONNX Runtime on random frames and prints the largest score difference from PyTorch. SAM models
+(`sam-vit-b`, `sam-vit-l`, `sam-vit-h`, `mobile-sam`) write S2M's two graphs instead: the image
+encoder at --output and the prompt-and-mask decoder beside it (`<output stem>.decoder.onnx`);
+`s2m-detector` writes S2M's box detector on score maps of --input-size.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from ood_perception.cli.arguments import check_output, image_size
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
+from ood_perception.models.s2m import DETECTOR_MODEL
+from ood_perception.models.sam import MODEL_NAMES as SAM_MODELS
 
 # Flags that only the UEM and DOoD families (`uem-*`, `dood-*`) understand.
 UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
 # Flags that only the DOoD family (`dood-*`) understands.
 DOOD_ONLY_FLAGS = {"timesteps": "--timesteps", "timestep_weighting": "--timestep-weighting",
                    "dood_stats": "--dood-stats"}
+# Flags that mean nothing to SAM's graphs.
+NOT_FOR_SAM = {"variant": "--variant", "score": "--score", "window": "--window",
+               "stride": "--stride", "single_window": "--single-window",
+               "segmentor_checkpoint": "--segmentor-checkpoint"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="registered model name, e.g. uem-dinov2-b or uno-m2f-swin-l")
+                        help="registered model name, e.g. uem-dinov2-b or uno-m2f-swin-l; "
+                        f"S2M's SAM graphs: {', '.join(SAM_MODELS)}; S2M's box detector: "
+                        f"{DETECTOR_MODEL}")
     parser.add_argument("--variant", help="UEM heads: dd, gd or gg (default dd); Mask2Former "
                         "class head for --random-init: uno (K+2, default) or closed (K+1)")
     parser.add_argument("--checkpoint",
-                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, or DOoD "
-                        "diffusion *_diff.pth")
+                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, DOoD "
+                        "diffusion *_diff.pth, SAM .pth (segment-anything) / .pt (MobileSAM), "
+                        "or S2M's detectron2 detector")
     parser.add_argument("--segmentor-checkpoint",
                         help="UEM: segmentor .ckpt (default: the UEM file's segmentor.*); "
                         "DOoD: the segmentor (*_segm.pth, or a UEM .ckpt for dood-uem-*)")
@@ -37,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", help="anomaly score; UEM: llr (default), max_softmax, "
                         "max_logit, energy, uem_out; Mask2Former: uno (default), eam, rba, msp")
     parser.add_argument("--input-size", type=image_size, required=True,
-                        help="graph input HxW, e.g. 1024x2048")
+                        help="graph input HxW, e.g. 1024x2048 (SAM: the anomaly graph's)")
     parser.add_argument("--window", type=image_size,
                         help="sliding-window HxW (UEM default 518x1036)")
     parser.add_argument("--stride", type=int, help="sliding-window stride (UEM default 140)")
@@ -95,37 +106,103 @@ def _dood_stats(path: str | None) -> dict | None:
     return read_statistics(path).to_dict()
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        _check_flags(args)
-        from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
-        from ood_perception.models.deploy_file import save_torch_deploy
-        from ood_perception.models.registry import ExportRequest, build_model
+def export_sam(args: argparse.Namespace) -> None:
+    """SAM's encoder and decoder graphs (and with --save-torch the `.pt`), checked in ONNX
+    Runtime with 0, 1 and 17 boxes unless --no-check."""
+    from ood_perception.export.s2m import check_sam_onnxruntime, export_sam
+    from ood_perception.models.sam.checkpoints import load_sam_checkpoint
+    from ood_perception.models.sam.deploy import save_sam_deploy, torch_path_for
+    from ood_perception.models.sam.sam import Sam, sam_config
 
-        request = ExportRequest(
-            model=args.model, variant=args.variant, checkpoint=args.checkpoint,
-            segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
-            score=args.score, input_size=args.input_size, window=args.window,
-            stride=args.stride, single_window=args.single_window, seed=args.seed,
-            timesteps=args.timesteps, timestep_weighting=args.timestep_weighting,
-            dood_stats=_dood_stats(args.dood_stats))
-        start = time.perf_counter()
-        deploy = build_model(request)
-        built = time.perf_counter()
-        path = export_onnx(deploy, args.output, opset=args.opset, exporter=args.exporter)
-        exported = time.perf_counter()
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {deploy.info.model_name}, "
-              f"score {deploy.info.score_name}, tiling {deploy.info.tiling}); "
-              f"build {built - start:.1f} s, export {exported - built:.1f} s")
-        if args.save_torch:
-            torch_path = save_torch_deploy(deploy, request, path.with_suffix(".pt"))
-            print(f"wrote {torch_path}")
-        if not args.no_check:
-            images = sample_images(deploy.info, batch=1, seed=args.seed + 1)
-            diff = check_onnxruntime(path, deploy, images)
-            print(f"onnxruntime vs torch: max |score diff| = {diff:.3g} "
-                  f"({time.perf_counter() - exported:.1f} s)")
-    except OodPerceptionError as error:
-        print(f"ood-perception export: {error}", file=sys.stderr)
-        return 2
+    used = [flag for name, flag in NOT_FOR_SAM.items() if getattr(args, name)]
+    if used:
+        raise ConfigurationError(f"{', '.join(used)} do not apply to SAM models")
+    import torch
+
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    sam = Sam(sam_config(args.model))
+    if args.checkpoint:
+        load_sam_checkpoint(sam, args.checkpoint)
+    sam.eval()
+    built = time.perf_counter()
+    encoder, decoder = export_sam(sam, args.model, args.input_size, args.output, args.opset)
+    exported = time.perf_counter()
+    print(f"wrote {encoder} ({encoder.stat().st_size / 1e6:.1f} MB, {args.model} image "
+          f"encoder) and {decoder} ({decoder.stat().st_size / 1e6:.1f} MB, prompt-and-mask "
+          f"decoder); build {built - start:.1f} s, export {exported - built:.1f} s")
+    if args.save_torch:
+        saved = save_sam_deploy(sam, args.model, args.input_size, torch_path_for(encoder))
+        print(f"wrote {saved}")
+    if not args.no_check:
+        diffs = check_sam_onnxruntime(encoder, sam, args.input_size, seed=args.seed + 1)
+        print("onnxruntime vs torch: max |diff| " + ", ".join(
+            f"{name} {value:.3g}" for name, value in diffs.items())
+              + f" ({time.perf_counter() - exported:.1f} s)")
+
+
+def export_detector(args: argparse.Namespace) -> None:
+    """S2M's detector graph (score map [1, H, W] -> boxes, scores, classes), checked in ONNX
+    Runtime on a random score map unless --no-check."""
+    import numpy as np
+    import torch
+
+    from ood_perception.export.s2m import check_detector_onnxruntime, export_detector
+    from ood_perception.models.s2m.checkpoints import load_detector_checkpoint
+    from ood_perception.models.s2m.detector import ScoreBoxDetector
+
+    used = [flag for name, flag in NOT_FOR_SAM.items() if getattr(args, name)]
+    if used or args.save_torch:
+        raise ConfigurationError(f"{', '.join(used or ['--save-torch'])} do not apply to "
+                                 f"{DETECTOR_MODEL}")
+    torch.manual_seed(args.seed)
+    detector = ScoreBoxDetector()
+    if args.checkpoint:
+        load_detector_checkpoint(detector, args.checkpoint)
+    start = time.perf_counter()
+    path = export_detector(detector.eval(), args.input_size, args.output, args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {DETECTOR_MODEL} on "
+          f"{args.input_size[0]}x{args.input_size[1]} score maps); export "
+          f"{time.perf_counter() - start:.1f} s")
+    if not args.no_check:
+        rng = np.random.default_rng(args.seed + 1)
+        score = rng.normal(size=(1, *args.input_size)).astype(np.float32)
+        print(f"onnxruntime vs torch: {check_detector_onnxruntime(path, detector, score)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    if args.model == DETECTOR_MODEL:
+        export_detector(args)
+        return 0
+    if args.model in SAM_MODELS:
+        export_sam(args)
+        return 0
+    from ood_perception.export.onnx import check_onnxruntime, export_onnx, sample_images
+    from ood_perception.models.deploy_file import save_torch_deploy
+    from ood_perception.models.registry import ExportRequest, build_model
+
+    request = ExportRequest(
+        model=args.model, variant=args.variant, checkpoint=args.checkpoint,
+        segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
+        score=args.score, input_size=args.input_size, window=args.window,
+        stride=args.stride, single_window=args.single_window, seed=args.seed,
+        timesteps=args.timesteps, timestep_weighting=args.timestep_weighting,
+        dood_stats=_dood_stats(args.dood_stats))
+    start = time.perf_counter()
+    deploy = build_model(request)
+    built = time.perf_counter()
+    path = export_onnx(deploy, args.output, opset=args.opset, exporter=args.exporter)
+    exported = time.perf_counter()
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {deploy.info.model_name}, "
+          f"score {deploy.info.score_name}, tiling {deploy.info.tiling}); "
+          f"build {built - start:.1f} s, export {exported - built:.1f} s")
+    if args.save_torch:
+        torch_path = save_torch_deploy(deploy, request, path.with_suffix(".pt"))
+        print(f"wrote {torch_path}")
+    if not args.no_check:
+        images = sample_images(deploy.info, batch=1, seed=args.seed + 1)
+        diff = check_onnxruntime(path, deploy, images)
+        print(f"onnxruntime vs torch: max |score diff| = {diff:.3g} "
+              f"({time.perf_counter() - exported:.1f} s)")
     return 0

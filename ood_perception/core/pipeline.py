@@ -3,13 +3,16 @@
 The node, `ood-perception run`, `replay`, `evaluate` and `benchmark` all go through
 `Pipeline.process`, so they time and threshold frames the same way. With a backend on CUDA
 that can keep its outputs there (`run_torch`), upload, resize and the maps back to frame
-size run on the GPU (`gpu_preprocess`); results reach the host as numpy either way.
+size run on the GPU (`gpu_preprocess`); results reach the host as numpy either way. With a
+`Refiner` (S2M), the obstacle mask and obstacles come from SAM's masks instead of the
+thresholded score (`core.refine`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,11 +20,15 @@ from ood_perception.backends.base import Backend
 from ood_perception.core.postprocess import (
     Obstacle,
     PostprocessConfig,
+    PostprocessResult,
     postprocess,
     render_overlay,
 )
 from ood_perception.core.preprocess import make_batch, resize_classes, resize_score
 from ood_perception.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ood_perception.core.refine import Refiner
 
 STAGES = ("preprocess", "inference", "resize_back", "postprocess")
 # The GPU path also reports the host -> device copy of the frames (batch-wide, like
@@ -33,9 +40,9 @@ GPU_STAGES = ("upload", *STAGES)
 class FrameResult:
     """One frame's outputs at its own size.
 
-    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path): upload, preprocess and
-    inference are those of the whole batch the frame was in; resize_back and postprocess are
-    this frame's own.
+    `timings` (ms, `STAGES`, or `GPU_STAGES` on the GPU path, then `REFINE_STAGES` when
+    refining): upload, preprocess, inference, sam_encoder and sam_decoder are those of the
+    whole batch the frame was in; the other stages are this frame's own.
     """
 
     anomaly_score: np.ndarray  # float32 HxW, higher = more anomalous
@@ -43,6 +50,8 @@ class FrameResult:
     mask: np.ndarray  # uint8 HxW, 255 on kept obstacle pixels
     obstacles: list[Obstacle]
     timings: dict[str, float] = field(default_factory=dict)
+    # S2M map (float32 HxW in [0, 1]) when refining: mask and obstacles then come from it.
+    s2m_score: np.ndarray | None = None
 
 
 def _ms(start: float) -> float:
@@ -55,16 +64,79 @@ def runs_on_gpu(backend: Backend) -> bool:
         getattr(backend, "device", "cpu")).startswith("cuda")
 
 
+class HostFrames:
+    """Frames resized and batched with OpenCV; the backend's numpy outputs resized back."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        start = time.perf_counter()
+        batch = make_batch(frames, self.backend.info.input_size)
+        return batch, {"preprocess": _ms(start)}
+
+    def infer(self, batch: np.ndarray) -> tuple:
+        output = self.backend.run(batch)
+        return output.anomaly_score, output.semantic
+
+    def to_frame(self, scores, semantics, index: int,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        score = resize_score(scores[index], size)
+        semantic = resize_classes(semantics[index], size) if semantics is not None else None
+        return score, semantic
+
+
+class DeviceFrames:
+    """Frames uploaded once, resized and batched on the backend's device; only the final
+    per-frame maps come down. Each stage is timed to its end on the device (one synchronise
+    per stage, which costs microseconds)."""
+
+    def __init__(self, backend: Backend):
+        from ood_perception.core import gpu_preprocess as gpu
+
+        self.backend = backend
+        self._gpu = gpu
+        self._uploader = gpu.PinnedUploader(backend.device)
+        self.device = self._uploader.device
+
+    def prepare(self, frames: list[np.ndarray]) -> tuple:
+        gpu = self._gpu
+        start = time.perf_counter()
+        groups = gpu.upload_groups(frames, self._uploader)
+        gpu.synchronize(self.device)
+        upload_ms = _ms(start)
+        start = time.perf_counter()
+        batch = gpu.make_batch(groups, self.backend.info.input_size)
+        gpu.synchronize(self.device)
+        return batch, {"upload": upload_ms, "preprocess": _ms(start)}
+
+    def infer(self, batch) -> tuple:
+        outputs = self.backend.run_torch(batch)
+        self._gpu.synchronize(self.device)
+        return outputs
+
+    def to_frame(self, scores, semantics, index: int,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        gpu = self._gpu
+        score = gpu.to_host(gpu.resize_score(scores[index], size))
+        semantic = (gpu.to_host(gpu.resize_classes(semantics[index], size))
+                    if semantics is not None else None)
+        gpu.synchronize(self.device)
+        return score, semantic
+
+
 class Pipeline:
     """A backend plus a postprocess config; backends split batches their graph cannot take.
 
     `tensor_path`: None picks the GPU frame path when `runs_on_gpu(backend)`; True forces it
     for any backend with `run_torch` (on CPU it runs the same torch code, for tests).
+    `refiner`: S2M refinement of every frame (`core.refine.Refiner`), None for none.
     """
 
     def __init__(self, backend: Backend, config: PostprocessConfig,
-                 tensor_path: bool | None = None):
+                 tensor_path: bool | None = None, refiner: Refiner | None = None):
         self.backend = backend
+        self.refiner = refiner
         self._config = self._checked(config)
         if tensor_path is None:
             tensor_path = runs_on_gpu(backend)
@@ -72,11 +144,7 @@ class Pipeline:
             raise ConfigurationError(
                 f"backend {backend.name!r} has no run_torch, so the tensor frame path cannot "
                 "be used with it; leave tensor_path unset")
-        self._uploader = None
-        if tensor_path:
-            from ood_perception.core.gpu_preprocess import PinnedUploader
-
-            self._uploader = PinnedUploader(backend.device)
+        self._frames = DeviceFrames(backend) if tensor_path else HostFrames(backend)
 
     @staticmethod
     def _checked(config: PostprocessConfig) -> PostprocessConfig:
@@ -98,69 +166,34 @@ class Pipeline:
         if not frames:
             return []
         config = self._config
-        if self._uploader is not None:
-            return self._process_gpu(frames, config)
+        batch, batch_timings = self._frames.prepare(frames)
         start = time.perf_counter()
-        batch = make_batch(frames, self.backend.info.input_size)
-        preprocess_ms = _ms(start)
-        start = time.perf_counter()
-        output = self.backend.run(batch)
-        inference_ms = _ms(start)
+        scores, semantics = self._frames.infer(batch)
+        batch_timings["inference"] = _ms(start)
         results = []
         for index, frame in enumerate(frames):
-            size = frame.shape[:2]
             start = time.perf_counter()
-            score = resize_score(output.anomaly_score[index], size)
-            semantic = (resize_classes(output.semantic[index], size)
-                        if output.semantic is not None else None)
+            score, semantic = self._frames.to_frame(scores, semantics, index, frame.shape[:2])
             resize_ms = _ms(start)
             start = time.perf_counter()
             post = postprocess(score, semantic, config)
             results.append(FrameResult(
-                anomaly_score=score, semantic=semantic, mask=post.mask,
-                obstacles=post.obstacles,
-                timings={"preprocess": preprocess_ms, "inference": inference_ms,
-                         "resize_back": resize_ms, "postprocess": _ms(start)},
-            ))
-        return results
+                anomaly_score=score, semantic=semantic, mask=post.mask, obstacles=post.obstacles,
+                timings={**batch_timings, "resize_back": resize_ms, "postprocess": _ms(start)}))
+        return self._refined(frames, batch, results, config)
 
-    def _process_gpu(self, frames: list[np.ndarray],
-                     config: PostprocessConfig) -> list[FrameResult]:
-        """`process` with upload, resize and maps back on the GPU; each stage is timed to its
-        end on the device (one synchronise per stage, which costs microseconds)."""
-        from ood_perception.core import gpu_preprocess as gpu
-
-        device = self._uploader.device
-        start = time.perf_counter()
-        groups = gpu.upload_groups(frames, self._uploader)
-        gpu.synchronize(device)
-        upload_ms = _ms(start)
-        start = time.perf_counter()
-        batch = gpu.make_batch(groups, self.backend.info.input_size)
-        gpu.synchronize(device)
-        preprocess_ms = _ms(start)
-        start = time.perf_counter()
-        scores, semantics = self.backend.run_torch(batch)
-        gpu.synchronize(device)
-        inference_ms = _ms(start)
-        results = []
-        for index, frame in enumerate(frames):
-            size = frame.shape[:2]
-            start = time.perf_counter()
-            score = gpu.to_host(gpu.resize_score(scores[index], size))
-            semantic = (gpu.to_host(gpu.resize_classes(semantics[index], size))
-                        if semantics is not None else None)
-            gpu.synchronize(device)
-            resize_ms = _ms(start)
-            start = time.perf_counter()
-            post = postprocess(score, semantic, config)
-            results.append(FrameResult(
-                anomaly_score=score, semantic=semantic, mask=post.mask,
-                obstacles=post.obstacles,
-                timings={"upload": upload_ms, "preprocess": preprocess_ms,
-                         "inference": inference_ms, "resize_back": resize_ms,
-                         "postprocess": _ms(start)},
-            ))
+    def _refined(self, frames: list[np.ndarray], batch, results: list[FrameResult],
+                 config: PostprocessConfig) -> list[FrameResult]:
+        """Replace each result's mask and obstacles by the refiner's (when there is one)."""
+        if self.refiner is None:
+            return results
+        refined = self.refiner.refine(
+            frames, batch, [r.anomaly_score for r in results], [r.semantic for r in results],
+            [PostprocessResult(mask=r.mask, obstacles=r.obstacles) for r in results], config)
+        for result, frame in zip(results, refined, strict=True):
+            result.mask, result.obstacles = frame.post.mask, frame.post.obstacles
+            result.s2m_score = frame.s2m_score
+            result.timings.update(frame.timings)
         return results
 
     def overlay(self, frame: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Host-side resize to the model input size and back (DESIGN.md section 2).
+"""Host-side resize to the model input size and back.
 
 Frames of any size become one contiguous uint8 [B, H, W, 3] batch; the model's maps go
 back to each frame's own size (scores bilinear, class ids nearest so no class is invented).

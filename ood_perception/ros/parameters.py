@@ -15,6 +15,7 @@ from typing import Any
 from ood_perception.backends import BACKENDS, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
+from ood_perception.core.health import HealthLimits
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
 
@@ -23,8 +24,9 @@ NODE_NAME = "ood_perception_node"
 # node runs in a namespace or under another name.
 PARAMS_FILE_KEY = "/**"
 TRANSPORTS = ("raw", "compressed")
+# Input QoS presets by name (the node maps each to its profile); `qos_overrides.<topic>.*`
+# parameters refine them per topic.
 INPUT_QOS = ("sensor_data", "reliable")
-OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
 # ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")
@@ -38,17 +40,22 @@ class ParameterSpec:
     kind: str  # "string", "double", "integer", "bool", "string_array", "integer_array"
     description: str
     read_only: bool = False
-    # Inclusive (low, high) of a double; the node declares it as the descriptor's range, so
+    # Inclusive (low, high) of a number; the node declares it as the descriptor's range, so
     # `ros2 param describe` shows it and rclpy refuses values outside it.
     bounds: tuple[float, float] | None = None
+    # The values a string may take; `ros2 param describe` lists them as its constraints.
+    choices: tuple[str, ...] | None = None
 
 
+# Upper bounds of the integer parameters: a 100-megapixel frame, a 1000-pixel reach.
+MAX_PIXELS = 100_000_000
+MAX_DILATION = 1000
 # Name -> spec. Read-only parameters need a restart; the others apply on `ros2 param set`.
 PARAMETERS: dict[str, ParameterSpec] = {
     "model_path": ParameterSpec("", "string", "exported contract model (.onnx; .pt for torch)",
                                 read_only=True),
-    "backend": ParameterSpec("onnxruntime", "string",
-                             "inference runtime: " + ", ".join(sorted(BACKENDS)), read_only=True),
+    "backend": ParameterSpec("onnxruntime", "string", "inference runtime", read_only=True,
+                             choices=tuple(sorted(BACKENDS))),
     "device": ParameterSpec("cpu", "string", DEVICE_HELP, read_only=True),
     "precision": ParameterSpec("", "string",
                                "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
@@ -62,17 +69,21 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                   "from the topic names", read_only=True),
     "input_transport": ParameterSpec("raw", "string",
                                      "raw: Image on the topic; compressed: CompressedImage on "
-                                     "<topic>/compressed", read_only=True),
+                                     "<topic>/compressed", read_only=True, choices=TRANSPORTS),
     "input_qos": ParameterSpec("sensor_data", "string",
-                               "sensor_data (best effort, depth 1) or reliable", read_only=True),
+                               "sensor_data (best effort, depth 1) or reliable (depth 1); "
+                               "qos_overrides.<topic>.subscription.* refine it",
+                               read_only=True, choices=INPUT_QOS),
     "score_threshold": ParameterSpec(math.nan, "double",
                                      "pixels scoring above are obstacles; NaN: midpoint of the "
                                      "model's score_range"),
-    "min_obstacle_area": ParameterSpec(100, "integer", "smallest obstacle blob in pixels"),
+    "min_obstacle_area": ParameterSpec(100, "integer", "smallest obstacle blob in pixels",
+                                       bounds=(0, MAX_PIXELS)),
     "gating_classes": ParameterSpec([], "integer_array",
                                     "keep obstacles only on or next to these class ids "
                                     "(Cityscapes: road 0); empty: no gating"),
-    "gating_dilation": ParameterSpec(0, "integer", "'next to': pixels the gating region grows"),
+    "gating_dilation": ParameterSpec(0, "integer", "'next to': pixels the gating region grows",
+                                     bounds=(0, MAX_DILATION)),
     "publish_score": ParameterSpec(True, "bool", "publish ~/anomaly_score (32FC1)"),
     "publish_mask": ParameterSpec(True, "bool", "publish ~/obstacle_mask (mono8 0/255)"),
     "publish_overlay": ParameterSpec(True, "bool",
@@ -87,6 +98,14 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                 "batch them together", bounds=(0.0, 1.0)),
     "diagnostics_period": ParameterSpec(1.0, "double", "seconds between /diagnostics messages",
                                         read_only=True, bounds=(0.01, 3600.0)),
+    "min_rate_hz": ParameterSpec(0.0, "double",
+                                 "answered frames per second below which a camera is ERROR in "
+                                 "/diagnostics (it is also ERROR when stalled); 0: off",
+                                 bounds=(0.0, 1000.0)),
+    "max_latency_ms": ParameterSpec(0.0, "double",
+                                    "latency p90 (node clock - header stamp) above which a "
+                                    "camera is WARN in /diagnostics; 0: off",
+                                    bounds=(0.0, 600000.0)),
 }
 PUBLISH_SWITCHES = {"anomaly_score": "publish_score", "obstacle_mask": "publish_mask",
                     "overlay": "publish_overlay", "semantic": "publish_semantic"}
@@ -121,6 +140,7 @@ class NodeConfig:
     diagnostics_period: float = 1.0
     # The raw threshold value; NaN means "the model's score_range midpoint".
     score_threshold: float = math.nan
+    health: HealthLimits = field(default_factory=HealthLimits)
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -137,9 +157,10 @@ class NodeConfig:
 
         if not checked["model_path"]:
             raise ConfigurationError("parameter model_path is required (an exported .onnx model)")
-        if checked["backend"] not in BACKENDS:
-            raise ConfigurationError(f"parameter backend must be one of "
-                                     f"{', '.join(sorted(BACKENDS))}, got {checked['backend']!r}")
+        for name, spec in PARAMETERS.items():
+            if spec.choices is not None and checked[name] not in spec.choices:
+                raise ConfigurationError(f"parameter {name} must be one of "
+                                         f"{', '.join(spec.choices)}, got {checked[name]!r}")
         parse_device(checked["device"], "parameter device")
         allowed = PRECISIONS[checked["backend"]]
         if checked["precision"] and checked["precision"] not in allowed:
@@ -148,10 +169,6 @@ class NodeConfig:
                                      f"{checked['backend']}, got {checked['precision']!r}")
         if checked["build_only"] and checked["backend"] != "tensorrt":
             raise ConfigurationError("parameter build_only applies only to backend tensorrt")
-        for name, choices in (("input_transport", TRANSPORTS), ("input_qos", INPUT_QOS)):
-            if checked[name] not in choices:
-                raise ConfigurationError(f"parameter {name} must be one of {', '.join(choices)}, "
-                                         f"got {checked[name]!r}")
         topics = tuple(checked["image_topics"])
         if not topics or any(not _valid_topic(topic) for topic in topics):
             raise ConfigurationError(f"parameter image_topics must list valid topic names, "
@@ -185,6 +202,8 @@ class NodeConfig:
             max_frame_age=checked["max_frame_age"], batch_wait=checked["batch_wait"],
             diagnostics_period=checked["diagnostics_period"],
             score_threshold=checked["score_threshold"],
+            health=HealthLimits(min_rate_hz=checked["min_rate_hz"],
+                                max_latency_ms=checked["max_latency_ms"]),
         )
 
     def with_runtime_values(self, values: dict[str, Any], info: ModelInfo | None) -> NodeConfig:
@@ -211,6 +230,7 @@ class NodeConfig:
             **{switch: self.publish[output] for output, switch in PUBLISH_SWITCHES.items()},
             "max_frame_age": self.max_frame_age, "batch_wait": self.batch_wait,
             "diagnostics_period": self.diagnostics_period,
+            "min_rate_hz": self.health.min_rate_hz, "max_latency_ms": self.health.max_latency_ms,
         }
 
     def backend_options(self) -> dict[str, Any]:
@@ -232,6 +252,11 @@ class NodeConfig:
         if len(self.image_topics) == 1:
             return f"~/{output}"
         return f"~/{self.camera_names[index]}/{output}"
+
+    def camera_info_topic(self, index: int) -> str:
+        """The camera's `camera_info`, beside its image topic (image_transport's rule)."""
+        parent, slash, _ = self.image_topics[index].rpartition("/")
+        return f"{parent}{slash}camera_info"
 
 
 def resolved_threshold(threshold: float, info: ModelInfo | None,

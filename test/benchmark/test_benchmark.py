@@ -145,3 +145,15 @@ def test_tiny_benchmark_on_cuda(benchmark_command, tmp_path: Path) -> None:
     assert tiled["precision"] == "fp16" and tiled["cuda_graphs"]
     assert tiled["stages_ms"]["upload"] > 0
     assert report["cases"]["uem-official"]["cuda_graphs"] is False
+
+
+def test_s2m_cases_report_their_refinement_stages(tiny_report) -> None:
+    report, markdown, _ = tiny_report
+    for name, variant in (("s2m", "sam-vit-b"), ("s2m-mobile", "mobile-sam")):
+        case = report["cases"][name]
+        assert case["sam_model"] == variant
+        assert set(case["refine_ms"]) == {"sam_encoder", "box_prompts", "sam_decoder", "merge"}
+        assert case["refine_ms"]["sam_encoder"] > 0
+        assert case["iteration_ms"] > case["stages_ms"]["inference"] + case["refine_ms"][
+            "sam_encoder"]
+        assert f"{name} ({variant}): S2M refinement" in markdown

@@ -15,7 +15,9 @@ from std_msgs.msg import Header  # noqa: E402
 from ood_perception.errors import ImageDecodeError  # noqa: E402
 from ood_perception.ros.messages import (  # noqa: E402
     OK,
-    diagnostics_message,
+    camera_info_for,
+    diagnostic_status,
+    diagnostics_array,
     image_message,
     message_to_rgb,
     stamp_seconds,
@@ -64,8 +66,20 @@ def test_compressed_png_and_corrupt_jpeg():
 
 def test_stamp_and_diagnostics_flattening():
     assert stamp_seconds(HEADER) == 12.5
-    array = diagnostics_message(HEADER.stamp, "node: x", "cpu", OK, "fine",
-                                {"rate_hz": 9.87654, "drops": {"bad_step": 2}, "backend": "ort"})
+    status = diagnostic_status("node: x", "cpu", 0, "fine",
+                               {"rate_hz": 9.87654, "drops": {"bad_step": 2}, "backend": "ort"})
+    array = diagnostics_array(HEADER.stamp, [status])
     values = {v.key: v.value for v in array.status[0].values}
     assert values == {"rate_hz": "9.877", "drops/bad_step": "2", "backend": "ort"}
     assert array.status[0].level == OK and array.status[0].message == "fine"
+    assert diagnostic_status("n", "", 2, "bad", {}).level == b"\x02"
+
+
+def test_camera_info_takes_the_answered_frame_header_and_keeps_the_calibration():
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(header=Header(frame_id="cam_optical"), height=48, width=80,
+                      distortion_model="plumb_bob", k=[500.0, 0, 40, 0, 500.0, 24, 0, 0, 1])
+    answered = camera_info_for(HEADER, info)
+    assert answered.header == HEADER and info.header.frame_id == "cam_optical"
+    assert (answered.height, answered.width, list(answered.k)) == (48, 80, list(info.k))

@@ -27,14 +27,13 @@ from ros_harness import (  # noqa: E402
     ROOT,
     Listener,
     image,
-    isolated_ros_env,
     start_node_process,
     wait_until,
 )
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.ros.messages import WARN, image_message  # noqa: E402
+from ood_perception.ros.messages import OK, WARN, image_message  # noqa: E402
 from ood_perception.ros.node import OodPerceptionNode  # noqa: E402
 from ood_perception.ros.parameters import PARAMS_FILE_KEY  # noqa: E402
 
@@ -43,19 +42,6 @@ NODE = "/ood_perception_node"
 OUTPUTS = {f"{NODE}/anomaly_score": Image, f"{NODE}/obstacle_mask": Image,
            f"{NODE}/overlay": Image, f"{NODE}/semantic": Image}
 SQUARE = (20, 30, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def ros_env():
-    env = isolated_ros_env()
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture
@@ -193,7 +179,7 @@ def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, t
     bad = {
         "bad_data_length": lambda m: setattr(m, "data", bytes(m.data)[:-7]),
         "bad_step": lambda m: setattr(m, "step", 10),
-        "unknown_encoding": lambda m: setattr(m, "encoding", "bayer_rggb16"),
+        "unknown_encoding": lambda m: setattr(m, "encoding", "32FC1"),
         "empty": lambda m: (setattr(m, "data", b""), setattr(m, "height", 0)),
     }
     for reason, corrupt in bad.items():
@@ -212,11 +198,15 @@ def test_malformed_frames_are_dropped_counted_and_the_next_frame_answered(ros, t
     diagnostics = listener.wait_for(
         "/diagnostics", lambda m: all(f"drops/{r}" in drops(m) for r in bad), timeout=5.0)
     assert all(int(drops(diagnostics)[f"drops/{r}"]) >= 1 for r in bad)
+    camera, model = diagnostics.status
+    assert camera.name == f"{NODE[1:]}: camera front" and model.name == f"{NODE[1:]}: model"
     # The first report after the drops says so, even though a good frame came through.
-    assert diagnostics.status[0].level == WARN and "dropped" in diagnostics.status[0].message
-    keys = {v.key for v in diagnostics.status[0].values}
-    assert {"rate_hz", "latency_p50_ms", "latency_p99_ms", "inference_mean_ms", "backend",
-            "model"} <= keys
+    assert camera.level == WARN and "dropped" in camera.message
+    assert {"rate_hz", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "frames_total",
+            "drops_total", "decode_mean_ms"} <= {v.key for v in camera.values}
+    model_values = {v.key: v.value for v in model.values}
+    assert {"backend", "model", "inference_mean_ms", "providers"} <= set(model_values)
+    assert model_values["device_in_use"] == "cpu" and model.level == OK
 
 
 def test_parameter_set_changes_threshold_and_switches_without_restart(ros, tiny_model_path):
@@ -253,15 +243,49 @@ def test_several_cameras_publish_under_their_names(ros, tiny_model_path):
     start(model_path=str(tiny_model_path), image_topics=["/front/image_raw", "/rear/image_raw"],
           batch_wait=0.05)
     topics = {f"{NODE}/{name}/anomaly_score": Image for name in ("front", "rear")}
-    listener = Listener(camera, topics)
+    listener = Listener(camera, {**topics, "/diagnostics": DiagnosticArray,
+                                 f"{NODE}/front/camera_info": CameraInfo})
     front = _publisher(camera, "/front/image_raw")
     rear = _publisher(camera, "/rear/image_raw")
+    info = camera.create_publisher(CameraInfo, "/front/camera_info", 10)
+    assert wait_until(lambda: info.get_subscription_count() > 0, 10.0)
+    info.publish(CameraInfo(header=Header(frame_id="front_optical"), height=48, width=80))
+    time.sleep(0.3)
     front_message = _raw(_header(camera, "front"), image(48, 80, SQUARE), "rgb8")
     rear_message = _raw(_header(camera, "rear"), image(30, 40), "bgr8")
     rear.publish(rear_message)
     _answer(camera, listener, front, front_message, f"{NODE}/front/anomaly_score")
     answer = _answer(camera, listener, rear, rear_message, f"{NODE}/rear/anomaly_score")
     assert (answer.height, answer.width) == (30, 40)
+    paired = listener.wait_for(f"{NODE}/front/camera_info",
+                               lambda m: _same_header(m, front_message.header))
+    assert (paired.height, paired.width) == (48, 80)
+    # One status per camera, each with its own counts; the model's carries none.
+    report = listener.wait_for("/diagnostics", lambda m: all(
+        int(_values(s).get("frames_total", "0")) >= 1 for s in m.status[:2]))
+    names = [status.name for status in report.status]
+    assert names == ["ood_perception_node: camera front", "ood_perception_node: camera rear",
+                     "ood_perception_node: model"]
+    assert "frames_total" not in _values(report.status[2])
+
+
+def _values(status) -> dict:
+    return {v.key: v.value for v in status.values}
+
+
+def test_parameter_descriptors_show_ranges_and_choices(ros, tiny_model_path):
+    _, _, start = ros
+    node = start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"])
+    area, qos, rate = node.describe_parameters(["min_obstacle_area", "input_qos",
+                                                "min_rate_hz"])
+    assert (area.integer_range[0].from_value, area.integer_range[0].to_value) == (0, 100000000)
+    assert qos.additional_constraints == "one of: sensor_data, reliable" and qos.read_only
+    assert rate.floating_point_range[0].to_value == 1000.0
+    rejected = node.set_parameters([Parameter("gating_dilation", value=-2)])
+    assert not rejected[0].successful
+    # Every topic offers the standard QoS overrides.
+    assert node.has_parameter("qos_overrides./front/image_raw.subscription.reliability")
+    assert node.has_parameter(f"qos_overrides.{NODE}/obstacle_mask.publisher.depth")
 
 
 def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
@@ -293,6 +317,8 @@ def test_overlay_is_rendered_only_while_subscribed(ros, tiny_model_path):
     (["-p", "MODEL", "-p", "batch_wait:=5.0"], "batch_wait"),
     (["-p", "MODEL", "-p", "backend:=tensorrt", "-p", "device:=cuda"], "TensorRT"),
     (["-p", "MODEL", "-p", "backend:=torch"], "deploy file not found"),
+    (["-p", "MODEL", "-p", "qos_overrides./typo/image_raw.subscription.depth:=3"],
+     "QoS override(s) for no topic"),
 ])
 def test_bad_configuration_stops_start_up_with_one_line(ros_env, tiny_model_path, arguments,
                                                         message):

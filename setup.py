@@ -56,6 +56,14 @@ EXTRAS_REQUIRE = {
         "colcon-ros>=0.4",
         # S2M fidelity reference: segment-anything's modeling code needs only torch.
         "segment-anything==1.0",
+        # What mmsegmentation 1.2.2 / mmcv-lite 2.1.0 / mmengine 0.10.7 (the DOoD segmentors'
+        # reference) import. Those three come from the Makefile with --no-deps: they require
+        # opencv-python, whose cv2 would replace opencv-python-headless's.
+        "addict>=2.4",
+        "yapf>=0.40",
+        "termcolor>=2.0",
+        "prettytable>=3.0",
+        "ftfy>=6.0",
     ],
 }
 

@@ -47,6 +47,9 @@ class ModelInfo:
     tiling: dict = field(default_factory=dict)
     # Typical score range, for colour maps and threshold hints; None when unknown.
     score_range: tuple[float, float] | None = None
+    # How the score is computed where that takes parameters beyond its name, e.g. DOoD's
+    # {"diffusion": {"timesteps": 25, ...}, "statistics": {...}}.
+    score_params: dict = field(default_factory=dict)
     version: str = CONTRACT_VERSION
     producer: str = ""
 

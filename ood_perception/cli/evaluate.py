@@ -6,6 +6,7 @@ workers (`fleet/evaluate.py`) and the merged figures equal the local run's. S2M'
 best IoU / mean F1 (per image, over 101 thresholds of `--sweep-range`) are reported beside
 SMIYC's; with `--refine s2m` the frames are also refined with SAM and the S2M maps get the
 pixel, component (obstacle mask: map > 0) and S2M metrics side by side with the raw score's.
+A model run on one machine also reports its frames per second (`speed` in the JSON).
 """
 
 from __future__ import annotations
@@ -222,6 +223,10 @@ def print_summary(results: dict) -> None:
             f"  components at {figure(c['threshold'], '.6g')}: sIoU {figure(c['siou_gt'])}"
             f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}"
         )
+    if "speed" in results:
+        speed = results["speed"]
+        print(f"  {speed['frames_per_second']:.2f} frames/s ({speed['ms_per_frame']:.0f} ms per "
+              f"frame through the pipeline, {speed['backend']})")
     if "s2m" in results:
         _print_s2m("  S2M metrics", results["s2m"])
     if "refined" in results:
@@ -274,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         fleet_config(args)  # spreading flags without --ray are refused
         results = evaluate(open_source(args), config)
+        if "speed" in results:
+            results["speed"]["backend"] = args.backend
     print_summary(results)
     if args.json:
         with writing(args.json):

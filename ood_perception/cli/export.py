@@ -18,8 +18,11 @@ from ood_perception.errors import ConfigurationError
 from ood_perception.models.s2m import DETECTOR_MODEL
 from ood_perception.models.sam import MODEL_NAMES as SAM_MODELS
 
-# Flags that only the UEM family (`uem-*`) understands.
+# Flags that only the UEM and DOoD families (`uem-*`, `dood-*`) understand.
 UEM_ONLY_FLAGS = {"segmentor_checkpoint": "--segmentor-checkpoint"}
+# Flags that only the DOoD family (`dood-*`) understands.
+DOOD_ONLY_FLAGS = {"timesteps": "--timesteps", "timestep_weighting": "--timestep-weighting",
+                   "dood_stats": "--dood-stats"}
 # Flags that mean nothing to SAM's graphs.
 NOT_FOR_SAM = {"variant": "--variant", "score": "--score", "window": "--window",
                "stride": "--stride", "single_window": "--single-window",
@@ -34,10 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", help="UEM heads: dd, gd or gg (default dd); Mask2Former "
                         "class head for --random-init: uno (K+2, default) or closed (K+1)")
     parser.add_argument("--checkpoint",
-                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, SAM .pth "
-                        "(segment-anything) / .pt (MobileSAM), or S2M's detectron2 detector")
+                        help="official checkpoint: UEM .ckpt, Mask2Former .pkl/.pth, DOoD "
+                        "diffusion *_diff.pth, SAM .pth (segment-anything) / .pt (MobileSAM), "
+                        "or S2M's detectron2 detector")
     parser.add_argument("--segmentor-checkpoint",
-                        help="UEM only: segmentor .ckpt; default: the UEM file's segmentor.*")
+                        help="UEM: segmentor .ckpt (default: the UEM file's segmentor.*); "
+                        "DOoD: the segmentor (*_segm.pth, or a UEM .ckpt for dood-uem-*)")
     parser.add_argument("--random-init", action="store_true",
                         help="random weights (for shape, speed and export tests)")
     parser.add_argument("--score", help="anomaly score; UEM: llr (default), max_softmax, "
@@ -49,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, help="sliding-window stride (UEM default 140)")
     parser.add_argument("--single-window", action="store_true",
                         help="resize the whole frame to one window instead of sliding")
+    parser.add_argument("--timesteps", type=int,
+                        help="DOoD: diffusion steps t = 0..N-1 in the score (default 25; fewer "
+                        "is faster, the paper's runtime table uses 5 to 25)")
+    parser.add_argument("--timestep-weighting", choices=("official", "eq8"),
+                        help="DOoD: sum the steps as the official code (default) or weight "
+                        "them by sqrt(1 - abar_t) as the paper's eq. 8")
+    parser.add_argument("--dood-stats",
+                        help="DOoD: in-distribution statistics JSON of the compound score "
+                        "(written by `ood-perception dood-stats` or `train-dood`)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     parser.add_argument("--output", required=True, help="ONNX file to write")
     parser.add_argument("--save-torch", action="store_true",
@@ -61,22 +75,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    if not args.model.startswith("uem-"):
-        used = [flag for name, flag in UEM_ONLY_FLAGS.items() if getattr(args, name)]
-        if used:
-            raise ConfigurationError(f"{', '.join(used)} apply only to uem-* models, "
+    for families, flags in ((("uem-", "dood-"), UEM_ONLY_FLAGS), (("dood-",), DOOD_ONLY_FLAGS)):
+        used = [flag for name, flag in flags.items() if getattr(args, name) is not None]
+        if used and not args.model.startswith(families):
+            raise ConfigurationError(f"{', '.join(used)} apply only to "
+                                     f"{' and '.join(f + '*' for f in families)} models, "
                                      f"not {args.model}")
-    if args.random_init == bool(args.checkpoint):
+    embedded = args.model.endswith("-demo")
+    if args.random_init == bool(args.checkpoint) and not (embedded and not args.random_init):
         raise ConfigurationError("give exactly one of --checkpoint and --random-init")
-    if args.segmentor_checkpoint and not args.checkpoint:
-        raise ConfigurationError("--segmentor-checkpoint needs --checkpoint (the UEM .ckpt)")
+    if args.segmentor_checkpoint and not args.checkpoint and not embedded:
+        raise ConfigurationError("--segmentor-checkpoint needs --checkpoint (the UEM .ckpt or "
+                                 "the DOoD diffusion .pth)")
     for flag, value in (("--checkpoint", args.checkpoint),
-                        ("--segmentor-checkpoint", args.segmentor_checkpoint)):
+                        ("--segmentor-checkpoint", args.segmentor_checkpoint),
+                        ("--dood-stats", args.dood_stats)):
         if value and not Path(value).is_file():
             raise ConfigurationError(f"{flag} file not found: {value}")
     check_output("--output", args.output, folder=False)
     if args.stride is not None and args.stride <= 0:
         raise ConfigurationError(f"--stride must be positive, got {args.stride}")
+
+
+def _dood_stats(path: str | None) -> dict | None:
+    """The content of a `dood-stats` file, checked, for the export request."""
+    if path is None:
+        return None
+    from ood_perception.models.dood.compound import read_statistics
+
+    return read_statistics(path).to_dict()
 
 
 def export_sam(args: argparse.Namespace) -> None:
@@ -159,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, variant=args.variant, checkpoint=args.checkpoint,
         segmentor_checkpoint=args.segmentor_checkpoint, random_init=args.random_init,
         score=args.score, input_size=args.input_size, window=args.window,
-        stride=args.stride, single_window=args.single_window, seed=args.seed)
+        stride=args.stride, single_window=args.single_window, seed=args.seed,
+        timesteps=args.timesteps, timestep_weighting=args.timestep_weighting,
+        dood_stats=_dood_stats(args.dood_stats))
     start = time.perf_counter()
     deploy = build_model(request)
     built = time.perf_counter()

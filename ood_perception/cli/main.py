@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-scenes": ("make_scenes", "generate synthetic road scenes with pasted anomalies"),
     "train-segmentor": ("train_segmentor", "stage 1: train the inlier segmentor"),
     "train-uem": ("train_uem", "stage 2: train the UEM head on a frozen segmentor"),
+    "train-dood": ("train_dood", "train the DOoD denoiser on a frozen segmentor's features"),
+    "dood-stats": ("dood_stats", "in-distribution statistics of the DOoD compound score"),
     "demo": ("demo", "end-to-end demo: embedded model, synthetic drive, node over DDS"),
 }
 

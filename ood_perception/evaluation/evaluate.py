@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Source:
     frames: Callable[[], Iterator[Frame]]
     dataset: Dataset | None = None  # the labels of a model run's second pass
     refined_frames: Callable[[], Iterator[RefinedFrame]] | None = None  # with S2M maps
+    # Seconds a model run spent on each frame (scoring, refinement; decoding excluded).
+    seconds: list[float] = field(default_factory=list)
 
 
 def saved_source(scores: Path, labels: Path, spec: LabelSpec, label_suffix: str = "") -> Source:
@@ -96,13 +99,17 @@ def saved_source(scores: Path, labels: Path, spec: LabelSpec, label_suffix: str 
 def model_source(name: str, dataset: Dataset,
                  score: Callable[[np.ndarray], np.ndarray]) -> Source:
     """A dataset scored frame by frame by `score` (RGB uint8 HxWx3 -> float32 HxW)."""
+    seconds: list[float] = []
 
     def scored() -> Iterator[Frame]:
         for frame_name, rgb, label in dataset:
-            yield frame_name, rgb, np.asarray(score(rgb), np.float32), label
+            start = time.perf_counter()
+            frame_score = np.asarray(score(rgb), np.float32)
+            seconds.append(time.perf_counter() - start)
+            yield frame_name, rgb, frame_score, label
 
     return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
-                  dataset)
+                  dataset, seconds=seconds)
 
 
 def model_source_name(name: str, dataset: Dataset) -> str:
@@ -156,9 +163,13 @@ def refined_model_source(name: str, dataset: Dataset,
                          process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Source:
     """A dataset scored and refined by S2M frame by frame: `process(rgb)` -> (score, S2M map)."""
 
+    seconds: list[float] = []
+
     def refined() -> Iterator[RefinedFrame]:
         for frame_name, rgb, label in dataset:
+            start = time.perf_counter()
             score, s2m_map = process(rgb)
+            seconds.append(time.perf_counter() - start)
             yield frame_name, rgb, np.asarray(score, np.float32), label, s2m_map
 
     def scored() -> Iterator[Frame]:
@@ -166,7 +177,7 @@ def refined_model_source(name: str, dataset: Dataset,
             yield frame[:4]
 
     return Source(model_source_name(name, dataset), dataset.track, len(dataset), scored,
-                  dataset, refined)
+                  dataset, refined, seconds)
 
 
 class RefinedMetrics:
@@ -225,7 +236,19 @@ def evaluate(source: Source, config: EvaluationConfig) -> dict:
             components = ComponentMetrics(second_pass_config(track, pixels))
             frames = source.frames() if cache is None else cached_frames(cache, source.dataset)
             second_pass(_progress(frames, source.count, "components"), components)
-    return finish(pixels, s2m, components, worst, source.name, config, track, refined)
+    results = finish(pixels, s2m, components, worst, source.name, config, track, refined)
+    if source.seconds:
+        results["speed"] = speed(source.seconds)
+    return results
+
+
+def speed(seconds: list[float]) -> dict:
+    """Frames per second of a model run; the first frame (the runtime's warm-up) is left out
+    when there are others."""
+    steady = seconds[1:] or seconds
+    total = sum(steady)
+    return {"frames_per_second": len(steady) / total if total > 0 else float("inf"),
+            "ms_per_frame": 1000 * total / len(steady)}
 
 
 def worst_frames(config: EvaluationConfig, start: int = 0) -> WorstFrames:

@@ -24,7 +24,8 @@ def save_torch_deploy(deploy: DeployModel, request: ExportRequest, path: str | P
         request, checkpoint=None, segmentor_checkpoint=None, random_init=True,
         variant=getattr(deploy, "variant", request.variant),
         decoder_layers=getattr(deploy, "decoder_layers", request.decoder_layers),
-        queries=getattr(deploy, "queries", request.queries)))
+        queries=getattr(deploy, "queries", request.queries),
+        denoiser=getattr(deploy, "denoiser", request.denoiser)))
     payload = {
         "format": DEPLOY_FORMAT, "model": request.model, "build": build,
         "metadata": deploy.info.to_metadata(),

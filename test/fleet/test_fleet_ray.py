@@ -63,9 +63,12 @@ def test_evaluate_on_ray_equals_the_local_run(tmp_path, tiny_model_path, dataset
     assert main([*command, "--json", str(local / "out.json"), "--report", str(local)]) == 0
     assert main([*command, "--json", str(on_ray / "out.json"), "--report", str(on_ray),
                  "--ray", "local", "--workers", "2", "--shard-frames", "2"]) == 0
-    assert (on_ray / "out.json").read_text() == (local / "out.json").read_text()
-    assert (on_ray / "report.md").read_text() == (local / "report.md").read_text()
     results = _json(local / "out.json")
+    # Only the local run times its frames; every figure is the same.
+    assert results.pop("speed")["frames_per_second"] > 0
+    assert json.dumps(_json(on_ray / "out.json"), sort_keys=True) == json.dumps(
+        results, sort_keys=True)
+    assert (on_ray / "report.md").read_text() == (local / "report.md").read_text()
     assert results["counts"]["frames"] == 6
     assert 0.0 < results["ap"] < 1.0 and results["components"]["gt_components"] >= 3
     for key in ("ap", "auroc", "fpr95"):

@@ -6,7 +6,8 @@ messages, so its figures are the node's without ROS transport. The official UEM 
 (sequential windows, two backbone passes each, fp32) runs in the same process on the same
 weights and frames: the speed targets (README, Speed) are ratios to it. The S2M cases add SAM
 refinement (box prompts from the score's components, SAM's encoder and decoder, the merge) to
-the single-window UEM case and report those stages apart. Weights are random.
+the single-window UEM case and report those stages apart; the DOoD case scores the same
+segmentor with the diffusion head instead. Weights are random.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ MIN_OBSTACLE_AREA = 100
 # Dense fp16/bf16 tensor-core peaks from the vendor data sheets (TFLOP/s), by name part.
 SPEC_PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0))
 CASE_NAMES = ("uem-tiled", "uem-official", "uem-single", "uem-single-cameras", "uno", "s2m",
-              "s2m-mobile")
+              "s2m-mobile", "dood")
 REFINE_NOTES = {
     "sam_encoder": "SAM's image encoder on the model's input batch (whole batch)",
     "box_prompts": "component boxes: margin, merged fragments, top-K (per frame, summed)",
@@ -136,7 +137,8 @@ def build_sam_runner(case: Case, settings: Settings, input_size: tuple[int, int]
 
 def build_cases(settings: Settings) -> dict[str, Case]:
     """Every case, selected or not: UEM tiled at native scale and the official protocol beside it,
-    UEM single-window with one and several cameras, UNO Mask2Former."""
+    UEM single-window with one and several cameras, UNO Mask2Former, and the DOoD score
+    (default time steps) on the single-window UEM segmentor."""
     height, width = settings.frame_size
     if settings.tiny:
         uem, window, stride = "uem-dinov2-s", TINY_WINDOW, TINY_STRIDE
@@ -159,6 +161,8 @@ def build_cases(settings: Settings) -> dict[str, Case]:
         "uno": Case("uno", uno, precision, cuda_graphs=graphs),
         **{name: Case(name, single, precision, cuda_graphs=graphs, refine=variant)
            for name, variant in S2M_SAM.items()},
+        "dood": Case("dood", replace(single, model=f"dood-{uem}"), precision,
+                     cuda_graphs=graphs),
     }
 
 

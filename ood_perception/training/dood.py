@@ -1,4 +1,4 @@
-"""DOoD training (seed 003, section 5.2): a denoiser on a frozen segmentor's features.
+"""DOoD training (Galesso et al., ECCV 2024, section 5.2): a denoiser on segmentor features.
 
 In-distribution images only, no outliers. The segmentor's last-block attention keys of
 every image are collected once (cells labelled void dropped, as the official reference

@@ -1,9 +1,10 @@
 """DOoD's compound score and the in-distribution statistics that standardise it.
 
-Seed 003, section 5.3.3, as the official evaluation computes it: the segmentor's
-uncertainty S = 1 - logsumexp_k(logits_k) on full-resolution logits and the diffusion score
-E, each standardised with a mean and standard deviation measured on in-distribution images
-(the official code takes 25 training images; none ship in its checkpoints), then summed:
+Galesso et al. (ECCV 2024), section 5.3.3, as the official evaluation computes it: the
+segmentor's uncertainty S = 1 - logsumexp_k(logits_k) on full-resolution logits and the
+diffusion score E, each standardised with a mean and standard deviation measured on
+in-distribution images (the official code takes 25 training images; none ship in its
+checkpoints), then summed:
 (S - mu_S) / sigma_S + (E - mu_E) / sigma_E.
 """
 

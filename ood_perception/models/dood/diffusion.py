@@ -1,4 +1,4 @@
-"""DOoD's diffusion model and its per-feature score (seed 003, section 5.3).
+"""DOoD's diffusion model and its per-feature score (Galesso et al., ECCV 2024, section 5.3).
 
 `DiffusionModel` holds what the official `*_diff.pth` holds: `normalization` and
 `denoiser`. `DiffusionScore` perturbs each normalised feature x0 to

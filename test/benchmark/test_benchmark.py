@@ -60,6 +60,7 @@ def test_every_case_has_positive_stage_times(tiny_report) -> None:
     assert cases["uem-official"]["precision"] == "fp32"
     assert cases["uem-single-cameras"]["cameras"] == 2
     assert cases["uno"]["model"] == "uno-m2f-swin-t"
+    assert cases["dood"]["model"] == "dood-uem-dinov2-s"
     agreement = cases["uem-tiled"]["agreement_with_official"]
     assert agreement["max_rel"] < 1e-3 and agreement["mask_iou"] > 0.99
 

@@ -12,7 +12,8 @@ venv: $(STAMP)
 $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[ros,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[ros,tools,fleet,test]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps mmengine mmcv-lite mmsegmentation
 	touch $@
 
 demo: $(STAMP)

@@ -2,13 +2,19 @@
 # One command for a session lent a GPU machine (the `device` tool's `run`, repo root, $OUT):
 #   bash benchmarks/run_on_device.sh
 # Installs the package offline, runs the GPU tests (parity of every backend against the
-# PyTorch fp32 CPU reference, CUDA graphs, GPU preprocessing) and the full benchmark, and
-# leaves under $OUT: env.txt, pytest_gpu.log, parity.jsonl, benchmark.json, benchmark.md,
-# benchmark.log, profile_uem-tiled.txt. About 4 minutes on an H100; each step has its own
-# time limit so one hang cannot eat the 10-minute call.
+# PyTorch fp32 CPU reference for UEM, DOoD and UNO, SAM runners, CUDA graphs, GPU
+# preprocessing) and the full benchmark (UEM tiled against the official protocol, UEM single
+# window with one and three 1080p cameras through the pipeline core, UNO Swin-L, S2M with SAM
+# ViT-B and MobileSAM, DOoD), and leaves under $OUT: env.txt, pytest_gpu.log, parity.jsonl,
+# benchmark.json, benchmark.md, benchmark.log, profile_uem-tiled.txt (copy the JSON and
+# markdown to benchmarks/results/). Each step has its own time limit so one hang cannot eat
+# the 10-minute call. Rehearsal on a CPU (GPU tests skip, tiny models):
+#   DEVICE=cpu BENCHMARK_ARGS=--tiny bash benchmarks/run_on_device.sh
 set -u -o pipefail
 OUT=${OUT:-out/device}
 PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+BENCHMARK_ARGS=${BENCHMARK_ARGS:-}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -23,12 +29,16 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 } >"$OUT/env.txt" 2>&1
 status=0
 
-OOD_PARITY_REPORT="$OUT/parity.jsonl" timeout 330 "$PYTHON" -m pytest -p no:cacheprovider \
-    -q -rs -m gpu --timeout 300 test/test_parity.py test/test_backend_torch.py \
-    test/test_pipeline.py test/test_gpu_preprocess.py test/test_benchmark.py \
+OOD_PARITY_REPORT="$OUT/parity.jsonl" timeout 270 "$PYTHON" -m pytest -p no:cacheprovider \
+    -q -rs -m gpu --timeout 250 test/core/test_parity.py test/backends/test_backend_torch.py \
+    test/backends/test_sam_runners.py test/core/test_pipeline.py \
+    test/core/test_gpu_preprocess.py test/benchmark/test_benchmark.py \
     2>&1 | tee "$OUT/pytest_gpu.log" || status=1
 
-timeout 240 "$PYTHON" benchmarks/gpu_benchmark.py --device cuda --precision fp16 \
+PRECISION=$([ "$DEVICE" = cpu ] && echo fp32 || echo fp16)
+# shellcheck disable=SC2086
+timeout 270 "$PYTHON" benchmarks/gpu_benchmark.py --device "$DEVICE" --precision "$PRECISION" \
+    $BENCHMARK_ARGS \
     --json "$OUT/benchmark.json" --markdown "$OUT/benchmark.md" \
     --profile uem-tiled --profile-output "$OUT/profile_uem-tiled.txt" \
     2>&1 | tee "$OUT/benchmark.log" || status=1

@@ -1,4 +1,4 @@
-"""The exported-graph contract every backend and exporter shares (DESIGN.md section 5).
+"""The exported-graph contract every backend and exporter shares, and the output names.
 
 A graph takes uint8 RGB frames at its input size and returns a float32 anomaly score
 (higher = more anomalous) and uint8 class ids. Its ONNX `metadata_props` describe it,
@@ -14,6 +14,12 @@ INPUT_NAME = "image"
 SCORE_NAME = "anomaly_score"
 SEMANTIC_NAME = "semantic"
 CONTRACT_VERSION = "1"
+# Per-frame image outputs: node topics (`~/<name>`) and replayed bag topics (`<ns>/<name>`).
+MASK_OUTPUT = "obstacle_mask"
+OVERLAY_OUTPUT = "overlay"
+IMAGE_OUTPUTS = (SCORE_NAME, MASK_OUTPUT, OVERLAY_OUTPUT, SEMANTIC_NAME)
+# Label value of pixels that are neither trained on nor evaluated (Cityscapes' ignore id).
+IGNORE_LABEL = 255
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -41,6 +47,9 @@ class ModelInfo:
     tiling: dict = field(default_factory=dict)
     # Typical score range, for colour maps and threshold hints; None when unknown.
     score_range: tuple[float, float] | None = None
+    # How the score is computed where that takes parameters beyond its name, e.g. DOoD's
+    # {"diffusion": {"timesteps": 25, ...}, "statistics": {...}}.
+    score_params: dict = field(default_factory=dict)
     version: str = CONTRACT_VERSION
     producer: str = ""
 
@@ -70,4 +79,53 @@ class ModelInfo:
         if values.get("score_range") is not None:
             values["score_range"] = tuple(values["score_range"])
         values["input_height"], values["input_width"] = (int(v) for v in input_size)
+        return cls(**values)
+
+
+# S2M refinement graphs (SAM): the image encoder takes the contract's `image` frames; the
+# prompt-and-mask decoder takes its embeddings and any number of boxes, each with the index of
+# its frame in the batch.
+SAM_EMBEDDINGS_NAME = "image_embeddings"
+SAM_BOXES_NAME = "boxes"
+SAM_BOX_BATCH_NAME = "box_batch_index"
+SAM_MASKS_NAME = "low_res_masks"
+SAM_IOU_NAME = "iou_predictions"
+SAM_ENCODER_ROLE = "sam_image_encoder"
+SAM_DECODER_ROLE = "sam_prompt_decoder"
+
+
+@dataclass(frozen=True)
+class SamGraphInfo:
+    """What an S2M graph says about itself (ONNX `metadata_props`, JSON where structured)."""
+
+    role: str  # SAM_ENCODER_ROLE or SAM_DECODER_ROLE
+    model_name: str  # e.g. "sam-vit-b", "mobile-sam"
+    # Frame size the encoder takes (the anomaly graph's input size).
+    input_height: int
+    input_width: int
+    # SAM's square input side and the frame's size inside it (longest side = img_size).
+    img_size: int = 1024
+    resized_height: int = 0
+    resized_width: int = 0
+    embedding_size: int = 64
+    version: str = CONTRACT_VERSION
+    producer: str = ""
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        return self.resized_height, self.resized_width
+
+    def to_metadata(self) -> dict[str, str]:
+        return {key: value if isinstance(value, str) else json.dumps(value)
+                for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str]) -> SamGraphInfo:
+        """Parse `metadata_props`; missing or malformed keys raise KeyError / ValueError."""
+        values = {name: props[name] if kind == "str" else json.loads(props[name])
+                  for name, kind in cls.__annotations__.items() if name in props}
         return cls(**values)

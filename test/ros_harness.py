@@ -49,10 +49,12 @@ class Listener:
             self.messages[topic].append(message)
             self._condition.notify_all()
 
-    def wait_for(self, topic: str, predicate=lambda message: True, timeout: float = 20.0):
-        """The first message on `topic` that satisfies `predicate`, or AssertionError."""
+    def wait_for(self, topic: str, predicate=lambda message: True, timeout: float = 20.0,
+                 after: int = 0):
+        """The first message on `topic` (from its `after`-th on) that satisfies `predicate`,
+        or AssertionError."""
         def found():
-            return next((m for m in self.messages[topic] if predicate(m)), None)
+            return next((m for m in self.messages[topic][after:] if predicate(m)), None)
 
         with self._condition:
             if not self._condition.wait_for(lambda: found() is not None, timeout):
@@ -61,9 +63,11 @@ class Listener:
             return found()
 
 
-def start_node_process(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`python -m ood_perception.ros.node ...` as its own process, as `ros2 run` would start it."""
-    return subprocess.Popen([sys.executable, "-m", "ood_perception.ros.node", *args],
+def start_node_process(args: list[str], env: dict[str, str],
+                       module: str = "ood_perception.ros.node") -> subprocess.Popen:
+    """`python -m <module> ...` (the node by default) as its own process, as `ros2 run`
+    would start it."""
+    return subprocess.Popen([sys.executable, "-m", module, *args],
                             env=os.environ | env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -1,4 +1,4 @@
-"""What every backend takes and returns (the exported-graph contract, DESIGN.md section 5)."""
+"""What every backend takes and returns (the exported-graph contract, `contract.py`)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,9 @@ class EngineKey:
     precision: str
     max_batch: int
     builder_settings: int = BUILDER_SETTINGS
+    # Optimisation profile of graphs other than the contract's (JSON of `shapes`); "" for the
+    # contract's image-batch profile.
+    profile: str = ""
 
     def mismatch(self, other: EngineKey) -> str:
         """Human-readable list of the fields that differ, empty when equal."""
@@ -195,9 +198,25 @@ def _add_batch_profile(builder, config, image, max_batch: int, onnx_path: Path) 
     config.add_optimization_profile(profile)
 
 
+def _add_profile(builder, config, network, shapes: dict, onnx_path: Path) -> None:
+    """One optimisation profile with `shapes`: input name -> (min, opt, max) shapes."""
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    if set(shapes) != names:
+        raise ConfigurationError(f"{onnx_path} has inputs {sorted(names)}; the profile names "
+                                 f"{sorted(shapes)}")
+    profile = builder.create_optimization_profile()
+    for name, (low, opt, high) in shapes.items():
+        profile.set_shape(name, tuple(low), tuple(opt), tuple(high))
+    config.add_optimization_profile(profile)
+
+
 def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int = 1,
-                 device: int = 0, force: bool = False) -> Path:
-    """Build (or reuse) the engine for `onnx_path`; returns the engine path."""
+                 device: int = 0, force: bool = False, shapes: dict | None = None) -> Path:
+    """Build (or reuse) the engine for `onnx_path`; returns the engine path.
+
+    `shapes` (input name -> (min, opt, max) shapes) replaces the contract's image-batch profile
+    for graphs with other inputs, such as SAM's prompt-and-mask decoder.
+    """
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ConfigurationError(f"max batch must be an integer >= 1, got {max_batch!r}")
     trt = import_tensorrt()
@@ -207,6 +226,8 @@ def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int 
     if not onnx_path.is_file():
         raise ConfigurationError(f"model file {onnx_path} does not exist")
     key = current_engine_key(onnx_path, precision, max_batch, device)
+    if shapes is not None:
+        key = replace(key, profile=json.dumps(shapes, sort_keys=True))
     usable, reason = cached_engine_status(onnx_path, key)
     engine_path = engine_path_for(onnx_path, precision)
     if usable and not force:
@@ -216,11 +237,12 @@ def build_engine(onnx_path: str | Path, precision: str = "fp16", max_batch: int 
     import torch
 
     with torch.cuda.device(device):
-        _build(trt, onnx_path, key, engine_path, max_batch)
+        _build(trt, onnx_path, key, engine_path, max_batch, shapes)
     return engine_path
 
 
-def _build(trt, onnx_path: Path, key: EngineKey, engine_path: Path, max_batch: int) -> None:
+def _build(trt, onnx_path: Path, key: EngineKey, engine_path: Path, max_batch: int,
+           shapes: dict | None = None) -> None:
     """Parse, configure and build on the current CUDA device; writes the engine, its key and
     the timing cache."""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -236,10 +258,13 @@ def _build(trt, onnx_path: Path, key: EngineKey, engine_path: Path, max_batch: i
     configure_precision(trt, config, network, key.precision)
     timing_cache_path = timing_cache_path_for(onnx_path, key)
     _attach_timing_cache(config, timing_cache_path)
-    image = network.get_input(0)
-    if image.name != INPUT_NAME:
-        raise ConfigurationError(f"{onnx_path} input is {image.name!r}, not {INPUT_NAME!r}")
-    _add_batch_profile(builder, config, image, max_batch, onnx_path)
+    if shapes is not None:
+        _add_profile(builder, config, network, shapes, onnx_path)
+    else:
+        image = network.get_input(0)
+        if image.name != INPUT_NAME:
+            raise ConfigurationError(f"{onnx_path} input is {image.name!r}, not {INPUT_NAME!r}")
+        _add_batch_profile(builder, config, image, max_batch, onnx_path)
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -289,6 +314,7 @@ class TensorRTBackend:
         self.info = ModelInfo.from_metadata(props, (shape[1], shape[2]))
         self.device = f"cuda:{device_index}"
         self.max_batch = max_batch
+        self.precision, self.engine_path = precision, str(engine_path)
         if build_only:
             self._context = None
             return

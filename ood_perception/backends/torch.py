@@ -37,6 +37,18 @@ FP32_MODULES = ("GMMSegHead",)
 GRAPH_WARMUP = 3
 
 
+def check_target(device: str, precision: str) -> None:
+    """ConfigurationError unless torch can run `precision` on `device` here."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if parse_device(device).is_cuda and not torch.cuda.is_available():
+        raise ConfigurationError(f"device {device!r} needs CUDA, which torch does not see")
+    if device == "cpu" and precision == "fp16":
+        raise ConfigurationError("fp16 needs a CUDA device; use fp32 or bf16 on cpu")
+
+
 def _deploy_path(model_path: str | Path) -> Path:
     """The `.pt` file itself, or the one beside an exported `.onnx`."""
     path = Path(model_path)
@@ -182,12 +194,7 @@ class TorchBackend:
                  precision: str = "fp32", cuda_graphs: bool = True):
         import torch
 
-        if precision not in PRECISIONS:
-            raise ConfigurationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if parse_device(device).is_cuda and not torch.cuda.is_available():
-            raise ConfigurationError(f"device {device!r} needs CUDA, which torch does not see")
-        if device == "cpu" and precision == "fp16":
-            raise ConfigurationError("fp16 needs a CUDA device; use fp32 or bf16 on cpu")
+        check_target(device, precision)
         self._torch = torch
         self._device = torch.device(device)
         if self._device.type == "cuda" and self._device.index is None:

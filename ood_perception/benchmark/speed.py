@@ -4,7 +4,10 @@ Each case feeds sensor-format camera frames (bgr8 bytes) through `codec.decode_i
 `Pipeline.process` with the torch backend and `codec.encode_image` of the score and mask
 messages, so its figures are the node's without ROS transport. The official UEM protocol
 (sequential windows, two backbone passes each, fp32) runs in the same process on the same
-weights and frames: the targets of issue 5 are ratios to it. Weights are random.
+weights and frames: the speed targets (README, Speed) are ratios to it. The S2M cases add SAM
+refinement (box prompts from the score's components, SAM's encoder and decoder, the merge) to
+the single-window UEM case and report those stages apart; the DOoD case scores the same
+segmentor with the diffusion head instead. Weights are random.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ood_perception.core.codec import decode_image, encode_image
 from ood_perception.core.parity import compare
 from ood_perception.core.pipeline import Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.core.refine import REFINE_STAGES, RefineConfig, Refiner
 from ood_perception.errors import ConfigurationError
 from ood_perception.models.backbones.dinov2 import ViTConfig
 from ood_perception.models.deploy import DeployModel
@@ -49,7 +53,16 @@ THRESHOLD_PERCENTILE = 99.0
 MIN_OBSTACLE_AREA = 100
 # Dense fp16/bf16 tensor-core peaks from the vendor data sheets (TFLOP/s), by name part.
 SPEC_PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0))
-CASE_NAMES = ("uem-tiled", "uem-official", "uem-single", "uem-single-cameras", "uno")
+CASE_NAMES = ("uem-tiled", "uem-official", "uem-single", "uem-single-cameras", "uno", "s2m",
+              "s2m-mobile", "dood")
+REFINE_NOTES = {
+    "sam_encoder": "SAM's image encoder on the model's input batch (whole batch)",
+    "box_prompts": "component boxes: margin, merged fragments, top-K (per frame, summed)",
+    "sam_decoder": "prompt encoder + mask decoder for every box of the batch (one call)",
+    "merge": "masks to frame size, the S2M merge, obstacles of the map (per frame, summed)",
+}
+# The S2M cases' SAM: name -> (full-size variant, tiny stand-in for --tiny runs).
+S2M_SAM = {"s2m": "sam-vit-b", "s2m-mobile": "mobile-sam"}
 
 
 @dataclass(frozen=True)
@@ -93,11 +106,39 @@ class Case:
     cameras: int = 1
     official: bool = False
     cuda_graphs: bool = True
+    # SAM variant refining the frames (S2M cases), None for none.
+    refine: str | None = None
+
+
+def tiny_sam(variant: str):
+    """A few-layer SAM at 256x256 (ViT or TinyViT, as `variant`) for --tiny runs."""
+    from ood_perception.models.sam.image_encoder import SamViTConfig
+    from ood_perception.models.sam.sam import SamConfig
+    from ood_perception.models.sam.tiny_vit import TinyViTConfig
+
+    if variant == "mobile-sam":
+        return SamConfig(TinyViTConfig(img_size=256, embed_dims=(16, 32, 48, 320),
+                                       num_heads=(1, 2, 3, 5)))
+    return SamConfig(SamViTConfig(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,),
+                                  img_size=256))
+
+
+def build_sam_runner(case: Case, settings: Settings, input_size: tuple[int, int]):
+    """The case's SAM (random weights) as a torch runner on the benchmark's device."""
+    from ood_perception.backends.sam_torch import TorchSamRunner
+    from ood_perception.models.sam.sam import Sam, sam_config
+
+    torch.manual_seed(settings.seed)
+    cfg = tiny_sam(case.refine) if settings.tiny else sam_config(case.refine)
+    return TorchSamRunner.from_model(Sam(cfg).eval(), case.refine, input_size,
+                                     device=settings.device, precision=case.precision,
+                                     cuda_graphs=case.cuda_graphs)
 
 
 def build_cases(settings: Settings) -> dict[str, Case]:
     """Every case, selected or not: UEM tiled at native scale and the official protocol beside it,
-    UEM single-window with one and several cameras, UNO Mask2Former."""
+    UEM single-window with one and several cameras, UNO Mask2Former, and the DOoD score
+    (default time steps) on the single-window UEM segmentor."""
     height, width = settings.frame_size
     if settings.tiny:
         uem, window, stride = "uem-dinov2-s", TINY_WINDOW, TINY_STRIDE
@@ -118,6 +159,10 @@ def build_cases(settings: Settings) -> dict[str, Case]:
         "uem-single-cameras": Case("uem-single-cameras", single, precision,
                                    cameras=settings.cameras, cuda_graphs=graphs),
         "uno": Case("uno", uno, precision, cuda_graphs=graphs),
+        **{name: Case(name, single, precision, cuda_graphs=graphs, refine=variant)
+           for name, variant in S2M_SAM.items()},
+        "dood": Case("dood", replace(single, model=f"dood-{uem}"), precision,
+                     cuda_graphs=graphs),
     }
 
 
@@ -194,7 +239,7 @@ def _time_callable(fn, x: torch.Tensor, device: torch.device, iterations: int) -
 def measure_backbone(deploy: DeployModel, settings: Settings, peak_tflops: float,
                      spec_tflops: float | None = None) -> dict:
     """The ViT of a sliding-window UEM model on its windows: ms per window at batch 1 and with
-    all windows of a frame in one batch, against the compute floor (DESIGN.md section 9)."""
+    all windows of a frame in one batch, against the compute floor (FLOPs at the GPU's peak)."""
     coverage = deploy.network.coverage
     window, windows = coverage.window, len(coverage.windows)
     device = torch.device(settings.device)
@@ -240,6 +285,9 @@ def _iteration(pipeline: Pipeline, buffers: list[bytes], size: tuple[int, int]):
         encode_image(result.mask, "mono8")
     done = time.perf_counter()
     first = results[0].timings
+    refine = {stage: first[stage] if stage in ("sam_encoder", "sam_decoder")
+              else sum(r.timings[stage] for r in results)
+              for stage in REFINE_STAGES if stage in first}
     stages = {
         "decode": (decoded - start) * 1000.0,
         "upload": first.get("upload", 0.0),
@@ -249,7 +297,7 @@ def _iteration(pipeline: Pipeline, buffers: list[bytes], size: tuple[int, int]):
         "postprocess": sum(r.timings["postprocess"] for r in results),
         "message_build": (done - processed) * 1000.0,
     }
-    return stages, (done - decoded) * 1000.0, results
+    return stages | refine, (done - decoded) * 1000.0, results
 
 
 def run_case(case: Case, deploy: DeployModel, settings: Settings,
@@ -258,8 +306,12 @@ def run_case(case: Case, deploy: DeployModel, settings: Settings,
     model = official_protocol(deploy) if case.official else deploy
     backend = TorchBackend(model, device=settings.device, precision=case.precision,
                            cuda_graphs=case.cuda_graphs)
+    refiner = None
     try:
-        pipeline = Pipeline(backend, PostprocessConfig(score_threshold=0.0))
+        if case.refine is not None:
+            refiner = Refiner(build_sam_runner(case, settings, deploy.info.input_size),
+                              RefineConfig(mode="s2m"), score_range=deploy.info.score_range)
+        pipeline = Pipeline(backend, PostprocessConfig(score_threshold=0.0), refiner=refiner)
         warmup = 1 if case.official else settings.warmup
         iterations = settings.official_iterations if case.official else settings.iterations
         samples, cores, obstacles = [], [], []
@@ -278,7 +330,11 @@ def run_case(case: Case, deploy: DeployModel, settings: Settings,
         graphs = backend.graphs_captured
     finally:
         backend.close()
+        if refiner is not None:
+            refiner.runner.close()
     stages_ms = {stage: float(np.median([s[stage] for s in samples])) for stage in STAGES}
+    refine_ms = {stage: float(np.median([s[stage] for s in samples]))
+                 for stage in REFINE_STAGES if stage in samples[0]}
     core_ms = float(np.median(cores))
     total_ms = core_ms + stages_ms["decode"]
     tiling = deploy.info.tiling
@@ -294,13 +350,16 @@ def run_case(case: Case, deploy: DeployModel, settings: Settings,
         "iterations": len(samples), "threshold": threshold,
         "obstacles_per_frame": float(np.mean(obstacles)),
         "stages_ms": stages_ms,
-        "other_ms": core_ms - sum(v for k, v in stages_ms.items() if k != "decode"),
+        "other_ms": core_ms - sum(v for k, v in stages_ms.items() if k != "decode")
+        - sum(refine_ms.values()),
         "iteration_ms": core_ms, "iteration_ms_with_decode": total_ms,
         "frame_ms": core_ms / case.cameras,
         "fps": case.cameras * 1000.0 / core_ms,
         "fps_with_decode": case.cameras * 1000.0 / total_ms,
         "non_inference_share": 1.0 - stages_ms["inference"] / total_ms,
     }
+    if refine_ms:
+        entry |= {"sam_model": case.refine, "refine_ms": refine_ms}
     return entry, results[0].anomaly_score
 
 
@@ -349,7 +408,8 @@ def run_benchmark(settings: Settings, log=None) -> dict:
     buffers = camera_buffers(max(c.cameras for c in cases.values()), settings.frame_size,
                              settings.seed)
     report = {"command": sys.argv, "environment": environment(device),
-              "settings": asdict(settings), "stage_notes": STAGE_NOTES, "cases": {}}
+              "settings": asdict(settings), "stage_notes": STAGE_NOTES | REFINE_NOTES,
+              "cases": {}}
     peak = measure_peak_tflops(device, settings.precision)
     report["environment"] |= {"peak_tflops_measured": peak,
                               "peak_tflops_spec": spec_peak_tflops(report["environment"]["gpu"])}
@@ -385,7 +445,8 @@ def _largest_stage(entry: dict) -> str:
 
 
 def evaluate_targets(report: dict) -> list[dict]:
-    """Issue 5's targets from the measured figures; each says passed or by how much it missed."""
+    """The speed targets (README, Speed) from the measured figures; each says passed or by
+    how much it missed."""
     cases, targets = report["cases"], []
 
     def add(name: str, value: float, target: float, higher: bool, unit: str, bound: str):
@@ -461,6 +522,12 @@ def render_markdown(report: dict) -> str:
     lines.append("")
     lines.append("Stage times are ms per camera round (all cameras); FPS counts frames from "
                  "decoded frame in to message buffers out (decode excluded).")
+    for name, case in report["cases"].items():
+        if "refine_ms" in case:
+            stages = ", ".join(f"{stage.replace('_', ' ')} {ms:.2f}"
+                               for stage, ms in case["refine_ms"].items())
+            lines.append(f"{name} ({case['sam_model']}): S2M refinement ms per camera round: "
+                         f"{stages} (included in its frame ms and FPS).")
     tiled = report["cases"].get("uem-tiled", {}).get("agreement_with_official")
     if tiled:
         lines.append(f"Tiled vs official protocol on the same frame: max score difference "

@@ -31,3 +31,46 @@ def check_output(flag: str, path: str | Path, folder: bool) -> None:
     existing = next(p for p in (parent.absolute(), *parent.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigurationError(f"{flag} {path}: {existing} is not a writable folder")
+
+
+def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
+    """S2M refinement flags (`run`, `evaluate`): SAM's graphs and where box prompts come from."""
+    from ood_perception.models.s2m import REFINE_MODES
+    from ood_perception.models.s2m.proposals import ProposalConfig
+
+    refine = parser.add_argument_group("S2M refinement (whole-object masks from SAM)")
+    refine.add_argument("--refine", choices=REFINE_MODES, default="none",
+                        help="none (default): the thresholded score is the mask; s2m: SAM's "
+                        "masks of box prompts from the score are")
+    refine.add_argument("--sam", help="SAM image-encoder graph from `export --model sam-...` "
+                        "(the decoder graph beside it; the .pt beside it for --backend torch)")
+    refine.add_argument("--s2m-detector", help="S2M's detectron2 box detector checkpoint: "
+                        "prompts from it on the score map (default: from the score's "
+                        "components)")
+    refine.add_argument("--s2m-score-scale", type=float, default=1.0,
+                        help="the detector sees the score times this (default: %(default)s)")
+    refine.add_argument("--max-boxes", type=int, default=ProposalConfig.max_boxes,
+                        help="component prompts per frame (default: %(default)s)")
+
+
+def refine_config(args: argparse.Namespace):
+    """The `RefineConfig` the refine flags ask for (None without --refine s2m), checked before
+    any work is done."""
+    from ood_perception.core.refine import RefineConfig
+    from ood_perception.models.s2m.proposals import ProposalConfig
+
+    if args.refine == "none":
+        used = [flag for flag, value in (("--sam", args.sam),
+                                         ("--s2m-detector", args.s2m_detector)) if value]
+        if used:
+            raise ConfigurationError(f"{', '.join(used)} need --refine s2m")
+        return None
+    if not args.sam:
+        raise ConfigurationError("--refine s2m needs --sam (SAM's graphs from `ood-perception "
+                                 "export --model sam-vit-b` or mobile-sam)")
+    for flag, value in (("--sam", args.sam), ("--s2m-detector", args.s2m_detector)):
+        if value and not Path(value).is_file():
+            raise ConfigurationError(f"{flag} file not found: {value}")
+    return RefineConfig(mode="s2m", boxes="detector" if args.s2m_detector else "components",
+                        proposals=ProposalConfig(max_boxes=args.max_boxes),
+                        detector_score_scale=args.s2m_score_scale)

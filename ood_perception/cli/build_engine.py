@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-from ood_perception.errors import OodPerceptionError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ood_perception.backends.tensorrt import build_engine
 
-    try:
-        path = build_engine(args.onnx, args.precision, args.max_batch, args.device, args.force)
-    except OodPerceptionError as error:
-        print(f"ood-perception build-engine: error: {error}", file=sys.stderr)
-        return 2
+    path = build_engine(args.onnx, args.precision, args.max_batch, args.device, args.force)
     print(path)
     return 0

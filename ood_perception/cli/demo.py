@@ -14,23 +14,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.contract import IGNORE_LABEL, MASK_OUTPUT, OVERLAY_OUTPUT, SCORE_NAME
+from ood_perception.errors import ConfigurationError
 
 NODE = "/ood_perception_node"
 TOPIC = "/demo/camera/image_raw"
-OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay")
+OUTPUTS = (SCORE_NAME, MASK_OUTPUT, OVERLAY_OUTPUT)
 READY_TIMEOUT_S = 120.0
 
 
@@ -62,16 +63,13 @@ def export_model(output: Path) -> tuple[Path, str]:
     return path, f"{note}; onnxruntime vs torch max |diff| {diff:.2g}"
 
 
-def write_params(output: Path, model: Path) -> Path:
-    import yaml
+def demo_params(output: Path, model: Path) -> Path:
+    """The node's params file for the demo: the exported model, the demo camera, lockstep QoS."""
+    from ood_perception.ros.params_file import write_params
 
-    from ood_perception.ros.parameters import PARAMS_FILE_KEY
-
-    params = {PARAMS_FILE_KEY: {"ros__parameters": {
-        "model_path": str(model.resolve()), "image_topics": [TOPIC], "input_qos": "reliable",
-        "publish_overlay": True}}}
     path = output / "demo_params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(path, {"model_path": str(model.resolve()), "image_topics": [TOPIC],
+                        "input_qos": "reliable", "publish_overlay": True})
     return path
 
 
@@ -106,106 +104,6 @@ def stop_node(process: subprocess.Popen) -> None:
             process.wait()
 
 
-class Player:
-    """Publishes bag frames and collects the node's outputs, matched by header stamp."""
-
-    def __init__(self):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("ood_perception_demo", context=self.context)
-        qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        self.publisher = self.node.create_publisher(Image, TOPIC, qos)
-        self.received: dict[tuple[int, int], dict] = {}
-        self.condition = threading.Condition()
-        for output in OUTPUTS:
-            self.node.create_subscription(
-                Image, f"{NODE}/{output}", lambda msg, output=output: self._store(output, msg),
-                qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _store(self, output: str, message) -> None:
-        key = (message.header.stamp.sec, message.header.stamp.nanosec)
-        with self.condition:
-            self.received.setdefault(key, {})[output] = message
-            self.condition.notify_all()
-
-    def wait_connected(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready = self.publisher.get_subscription_count() > 0 and all(
-                self.node.count_publishers(f"{NODE}/{o}") > 0 for o in OUTPUTS)
-            if ready:
-                time.sleep(0.5)  # let the node's publishers see our subscriptions too
-                return
-            time.sleep(0.1)
-        raise ConfigurationError("the node's topics did not connect over DDS; check "
-                                 "ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE")
-
-    def send(self, message, timeout: float) -> dict:
-        key = (message.header.stamp.sec, message.header.stamp.nanosec)
-        self.publisher.publish(message)
-        with self.condition:
-            self.condition.wait_for(lambda: len(self.received.get(key, {})) == len(OUTPUTS),
-                                    timeout)
-            return dict(self.received.get(key, {}))
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
-
-def _pixels(message, dtype: str, channels: int) -> np.ndarray:
-    dt = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
-    rows = np.frombuffer(bytes(message.data), np.uint8).reshape(message.height, message.step)
-    values = rows[:, :message.width * channels * dt.itemsize].copy().view(dt)
-    return values.reshape(message.height, message.width, channels).squeeze(-1) \
-        if channels == 1 else values.reshape(message.height, message.width, channels)
-
-
-def _image_message(item, header_type):
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
-
-    header = header_type(stamp=Time(sec=item.stamp[0], nanosec=item.stamp[1]),
-                         frame_id=item.frame_id)
-    message = Image(header=header, height=item.height, width=item.width,
-                    encoding=item.encoding, is_bigendian=0, step=item.data.size // item.height)
-    message.data = bytes(item.data)
-    return message
-
-
-def play(bag: Path, timeout: float) -> tuple[list[dict], float]:
-    """Every bag frame through the node; per frame its outputs and latency; total seconds."""
-    from std_msgs.msg import Header
-
-    from ood_perception.io.rosbag import read_images
-
-    player = Player()
-    try:
-        player.wait_connected()
-        answers = []
-        start = time.perf_counter()
-        for item in read_images(bag, [TOPIC]):
-            sent = time.perf_counter()
-            outputs = player.send(_image_message(item, Header), timeout)
-            answers.append({"stamp": item.stamp, "outputs": outputs,
-                            "latency_ms": (time.perf_counter() - sent) * 1000.0})
-        return answers, time.perf_counter() - start
-    finally:
-        player.close()
-
-
 def write_visuals(output: Path, answers: list[dict], fps: float) -> Path | None:
     """Overlay PNGs under `overlays/` and an animated `demo.gif`; the GIF path."""
     import cv2
@@ -215,10 +113,10 @@ def write_visuals(output: Path, answers: list[dict], fps: float) -> Path | None:
     folder.mkdir(parents=True, exist_ok=True)
     pictures = []
     for index, answer in enumerate(answers):
-        overlay = answer["outputs"].get("overlay")
+        overlay = answer["outputs"].get(OVERLAY_OUTPUT)
         if overlay is None:
             continue
-        bgr = _pixels(overlay, "u1", 3)
+        bgr = overlay
         cv2.imwrite(str(folder / f"frame_{index:05d}.png"), bgr)
         pictures.append(PILImage.fromarray(np.ascontiguousarray(bgr[..., ::-1])))
     if not pictures:
@@ -240,13 +138,13 @@ def score_answers(answers: list[dict], sequence: Path) -> dict:
     hits = unions = 0
     for answer in answers:
         outputs = answer["outputs"]
-        if "anomaly_score" not in outputs:
+        if SCORE_NAME not in outputs:
             continue
         label = read_label(sequence / "labels" / f"{names[tuple(answer['stamp'])]}.png")
-        metrics.update(_pixels(outputs["anomaly_score"], "f4", 1), label)
-        if "obstacle_mask" in outputs:
-            mask = _pixels(outputs["obstacle_mask"], "u1", 1) > 0
-            valid = label != 255
+        metrics.update(outputs[SCORE_NAME], label)
+        if MASK_OUTPUT in outputs:
+            mask = outputs[MASK_OUTPUT] > 0
+            valid = label != IGNORE_LABEL
             hits += int((mask & (label == 1) & valid).sum())
             unions += int(((mask | (label == 1)) & valid).sum())
     summary = metrics.summary()
@@ -263,11 +161,9 @@ def run_demo(args: argparse.Namespace) -> dict:
         raise ConfigurationError(f"--frames must be at least 1, got {args.frames}")
     if not (math.isfinite(args.fps) and args.fps > 0):
         raise ConfigurationError(f"--fps must be a positive number, got {args.fps}")
-    try:
-        import rclpy  # noqa: F401
-    except ImportError as error:
+    if importlib.util.find_spec("rclpy") is None:
         raise ConfigurationError("the demo runs the ROS node and needs rclpy: source a ROS 2 "
-                                 "distribution or pip install '.[ros]'") from error
+                                 "distribution or pip install '.[ros]'")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -283,11 +179,13 @@ def run_demo(args: argparse.Namespace) -> dict:
     write_sequence(sequence, frames, TOPIC, args.fps, seed=args.seed)
     print(f"[2/5] wrote a {args.frames}-frame held-out drive: {sequence / 'bag'} + labels",
           flush=True)
-    params = write_params(output, model)
+    params = demo_params(output, model)
+    from ood_perception.ros.lockstep import play_bag
+
     process = start_node(params, output / "node.log")
     try:
         print(f"[3/5] node ready (params {params}); playing the bag through DDS", flush=True)
-        answers, seconds = play(sequence / "bag", args.frame_timeout)
+        answers, seconds = play_bag(sequence / "bag", TOPIC, NODE, OUTPUTS, args.frame_timeout)
     finally:
         stop_node(process)
     missing = sum(len(a["outputs"]) < len(OUTPUTS) for a in answers)
@@ -304,11 +202,7 @@ def run_demo(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        figures = run_demo(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception demo: {error}", file=sys.stderr)
-        return 2
+    figures = run_demo(args)
     print(f"[5/5] held-out anomalies over DDS: AP {figures['ap'] * 100:.1f}, FPR95 "
           f"{figures['fpr95'] * 100:.1f}, AUROC {figures['auroc'] * 100:.1f}, obstacle mask "
           f"IoU {figures['mask_iou'] * 100:.1f} on {figures['scored_frames']} frames; "

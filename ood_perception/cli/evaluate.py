@@ -1,41 +1,38 @@
 """`ood-perception evaluate`: pixel and component metrics of a model or of saved score maps.
 
-Two passes: the first streams every frame into the exact pixel accumulator (AP, AUROC,
-FPR95) and finds the best-F1 pixel threshold; the second computes the SMIYC component
-metrics at that threshold (SMIYC's own choice) from the same score maps (re-read from
-disk, or cached as .npy while the model runs). `--component-threshold` makes it one pass.
+The flags become an `evaluation.evaluate.EvaluationConfig` and a score `Source`; the two-pass
+engine lives in `evaluation/evaluate.py`. With `--ray` the dataset's frames are shards on Ray
+workers (`fleet/evaluate.py`) and the merged figures equal the local run's. S2M's own AuIoU /
+best IoU / mean F1 (per image, over 101 thresholds of `--sweep-range`) are reported beside
+SMIYC's; with `--refine s2m` the frames are also refined with SAM and the S2M maps get the
+pixel, component (obstacle mask: map > 0) and S2M metrics side by side with the raw score's.
+A model run on one machine also reports its frames per second (`speed` in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ood_perception.cli.arguments import check_output
-from ood_perception.errors import ConfigurationError, OodPerceptionError
-from ood_perception.evaluation.component_metrics import ComponentConfig, ComponentMetrics
+from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
+from ood_perception.cli.fleet_args import add_fleet_arguments, fleet_config
+from ood_perception.errors import ConfigurationError
 from ood_perception.evaluation.datasets import (
     FORMATS,
-    Dataset,
     LabelSpec,
-    load_score_label,
     open_dataset,
-    score_label_pairs,
 )
-from ood_perception.evaluation.pixel_metrics import PixelMetrics
+from ood_perception.evaluation.evaluate import (
+    TRACKS,
+    EvaluationConfig,
+    Source,
+    evaluate,
+    model_source,
+    refined_model_source,
+    saved_source,
+    writing,
+)
 from ood_perception.evaluation.report import figure
-
-Frame = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray]  # name, rgb, score, label
-# metrics.py follows the benchmarks (FPR95 1.0, sweep 0.0) on a set without anomaly pixels
-UNDEFINED_WITHOUT_ANOMALIES = ("fpr95", "auiou", "mean_f1")
 
 
 def _values(text: str) -> tuple[int, ...]:
@@ -113,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metrics.add_argument(
         "--track",
         default="auto",
-        choices=("auto", "anomaly", "obstacle"),
+        choices=TRACKS,
         help="SMIYC size thresholds: anomaly 500/100 px, obstacle 50/10 px",
     )
     metrics.add_argument(
@@ -131,35 +128,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(0.0, 1.0),
         metavar=("LO", "HI"),
-        help="score range of the 100-threshold AuIoU / mean F1 sweep",
+        help="score range of the 100-threshold AuIoU / mean F1 sweeps (S2M's: the dataset's "
+        "score minimum and maximum)",
     )
-
-
-@dataclass
-class Source:
-    """Frames of scores and labels, iterable more than once."""
-
-    name: str
-    track: str
-    count: int
-    frames: object  # () -> Iterator[Frame]
-    dataset: Dataset | None = None  # the labels of a model run's second pass
-
-
-@dataclass
-class ScoreCache:
-    """A model's pass-one score maps on disk, listed in frame order for the second pass."""
-
-    folder: Path
-    named: bool  # --save-scores: <name>.npy; otherwise <index>.npy, which never collide
-    paths: list[Path] = field(default_factory=list)
-
-    def save(self, name: str, score: np.ndarray) -> None:
-        """Keep one frame's map; pass two reads `paths` in this order, never by name."""
-        path = self.folder / f"{name if self.named else len(self.paths)}.npy"
-        with _writing(path):
-            np.save(path, score)
-        self.paths.append(path)
+    add_refine_arguments(parser)
+    add_fleet_arguments(parser)
+    parser.add_argument(
+        "--shard-frames",
+        type=int,
+        default=64,
+        help="with --ray: dataset frames per shard (default 64)",
+    )
 
 
 def label_spec(args: argparse.Namespace) -> LabelSpec:
@@ -175,178 +154,55 @@ def open_source(args: argparse.Namespace) -> Source:
     if by_scores:
         if args.scores is None or args.labels is None:
             raise ConfigurationError("--scores and --labels go together")
-        pairs = score_label_pairs(args.scores, args.labels, label_spec(args), args.label_suffix)
-        spec = label_spec(args)
-
-        def saved() -> Iterator[Frame]:
-            for name, score_path, label_path in pairs:
-                score, label = load_score_label(score_path, label_path, spec)
-                yield name, None, score, label
-
-        return Source(str(args.scores), "anomaly", len(pairs), saved)
+        return saved_source(args.scores, args.labels, label_spec(args), args.label_suffix)
     if args.model is None or args.dataset is None:
         raise ConfigurationError("--model and --dataset go together")
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
+    refining = refine_config(args) if hasattr(args, "refine") else None  # calibrate: none
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
+    from ood_perception.backends import create_backend
+    from ood_perception.core.pipeline import Pipeline
+    from ood_perception.core.postprocess import PostprocessConfig
+    from ood_perception.core.refine import open_refiner
 
-    def scored() -> Iterator[Frame]:
-        from ood_perception.backends import create_backend
-        from ood_perception.core.pipeline import Pipeline
-        from ood_perception.core.postprocess import PostprocessConfig
+    backend = create_backend(args.backend, str(args.model))
+    if refining is None:
+        pipeline = Pipeline(backend, PostprocessConfig())
+        return model_source(args.model.name, dataset,
+                            lambda rgb: pipeline.process([rgb])[0].anomaly_score)
+    refiner = open_refiner(args.sam, refining, args.backend, "cpu", args.s2m_detector,
+                           backend.info.score_range)
+    pipeline = Pipeline(backend, PostprocessConfig(), refiner=refiner)
 
-        pipeline = Pipeline(create_backend(args.backend, str(args.model)), PostprocessConfig())
-        for name, rgb, label in dataset:
-            result = pipeline.process([rgb])[0]
-            yield name, rgb, np.asarray(result.anomaly_score, np.float32), label
+    def process(rgb):
+        result = pipeline.process([rgb])[0]
+        return result.anomaly_score, result.s2m_score
 
-    return Source(
-        f"{args.model.name} on {args.dataset} ({dataset.format})",
-        dataset.track,
-        len(dataset),
-        scored,
-        dataset,
-    )
+    return refined_model_source(args.model.name, dataset, process)
 
 
-def check_arguments(args: argparse.Namespace) -> None:
-    """Refuse flags that would give meaningless figures or fail late, before any frame is read."""
-    threshold = args.component_threshold
-    if threshold is not None and not math.isfinite(threshold):
-        raise ConfigurationError(f"--component-threshold must be a finite number, not {threshold}")
-    lo, hi = args.sweep_range
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigurationError(f"--sweep-range needs finite LO < HI, not {lo} {hi}")
+def evaluation_config(args: argparse.Namespace) -> EvaluationConfig:
+    """The engine's settings from the flags; output paths checked before any frame is read."""
     if args.save_scores is not None and args.scores is not None:
         raise ConfigurationError(
-            "--save-scores keeps a model's score maps; with --scores there are none to keep"
-        )
-    for flag, path, folder in (
-        ("--json", args.json, False),
-        ("--report", args.report, True),
-        ("--save-scores", args.save_scores, True),
-    ):
+            "--save-scores keeps a model's score maps; with --scores there are none to keep")
+    if args.refine != "none" and args.model is None:
+        raise ConfigurationError("--refine s2m refines a model's frames: give --model and "
+                                 "--dataset")
+    refine_config(args)
+    for flag, path, folder in (("--json", args.json, False), ("--report", args.report, True),
+                               ("--save-scores", args.save_scores, True)):
         if path is not None:
             check_output(flag, path, folder)
-
-
-@contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """An OSError while writing an output ends the run with one line naming the output."""
-    try:
-        yield
-    except OSError as error:
-        raise ConfigurationError(f"cannot write {path}: {error}") from error
-
-
-def _progress(iterable, total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="frame", file=sys.stderr)
-
-
-def frame_ap(score: np.ndarray, label: np.ndarray) -> float:
-    """AP of one frame alone (NaN without anomaly pixels), to rank the worst frames."""
-    single = PixelMetrics()
-    single.update(score, label)
-    return single.ap()
-
-
-def evaluate(args: argparse.Namespace, source: Source) -> dict:
-    """Both passes; returns the results dict (also what `--json` writes)."""
-    from ood_perception.evaluation.report import WorstFrames, write_markdown
-
-    pixels = PixelMetrics(key_dtype=args.key_precision)
-    worst = WorstFrames(args.worst if args.report else 0)
-    track = source.track if args.track == "auto" else args.track
-    inline = None
-    if not args.no_components and args.component_threshold is not None:
-        inline = ComponentMetrics(ComponentConfig.for_track(track, args.component_threshold))
-    with _score_cache(args) as cache:
-        for name, rgb, score, label in _progress(source.frames(), source.count, "evaluate"):
-            pixels.update(score, label)
-            if worst.count:
-                worst.offer(name, frame_ap(score, label), rgb, score, label)
-            if inline is not None:
-                inline.update(score, label)
-            if cache is not None:
-                cache.save(name, score)
-        components = inline
-        if not args.no_components and inline is None:
-            best = pixels.best_f1_point()
-            threshold = best.threshold if best is not None else float("inf")
-            components = ComponentMetrics(ComponentConfig.for_track(track, threshold))
-            frames = source.frames() if cache is None else _cached(cache, source.dataset)
-            for _, _, score, label in _progress(frames, source.count, "components"):
-                components.update(score, label)
-    results = _results(pixels, components, source, args)
-    if components is not None:
-        results["components"]["track"] = track
-    if args.report:
-        with _writing(args.report):
-            write_markdown(results, pixels.curve(), worst, args.report)
-    return results
-
-
-@contextmanager
-def _score_cache(args: argparse.Namespace) -> Iterator[ScoreCache | None]:
-    """Where a model run keeps its maps for pass two: --save-scores or a temporary folder.
-
-    None for precomputed maps, which pass two reads again from --scores.
-    """
-    second_pass = not args.no_components and args.component_threshold is None
-    if args.model is None or (args.save_scores is None and not second_pass):
-        yield None
-    elif args.save_scores is not None:
-        with _writing(args.save_scores):
-            args.save_scores.mkdir(parents=True, exist_ok=True)
-        yield ScoreCache(args.save_scores, named=True)
-    else:
-        with tempfile.TemporaryDirectory(
-            prefix="ood_eval_scores_", ignore_cleanup_errors=True
-        ) as folder:
-            yield ScoreCache(Path(folder), named=False)
-
-
-def _cached(cache: ScoreCache, dataset: Dataset) -> Iterator[Frame]:
-    """Second pass of a model run: pass one's maps in frame order, labels read again."""
-    for (name, _, label_path), path in zip(dataset.items, cache.paths, strict=True):
-        yield name, None, np.load(path), dataset.label(label_path)
-
-
-def _results(pixels: PixelMetrics, components, source: Source, args) -> dict:
-    summary = pixels.summary()
-    at95 = pixels.point_at_tpr(0.95)
-    best = pixels.best_f1_point()
-    results = {
-        "source": source.name,
-        "ap": summary["ap"],
-        "auroc": summary["auroc"],
-        "fpr95": summary["fpr95"],
-        "best_iou": summary["best_iou"],
-        **pixels.threshold_sweep(*args.sweep_range),
-        "thresholds": {
-            "tpr95": at95.threshold if at95 else None,
-            "best_f1": best.threshold if best else None,
-            "best_f1_value": best.f1 if best else None,
-        },
-        "counts": {
-            k: summary[k]
-            for k in (
-                "frames",
-                "positive_pixels",
-                "negative_pixels",
-                "ignored_pixels",
-                "distinct_scores",
-            )
-        },
-        "key_precision": args.key_precision,
-    }
-    if summary["positive_pixels"] == 0:
-        results.update(dict.fromkeys(UNDEFINED_WITHOUT_ANOMALIES, float("nan")))
-    if components is not None:
-        results["components"] = components.summary()
-    return results
+    config = EvaluationConfig(
+        component_threshold=args.component_threshold, track=args.track,
+        components=not args.no_components, key_precision=args.key_precision,
+        sweep_range=tuple(args.sweep_range), report=args.report, worst=args.worst,
+        save_scores=args.save_scores)
+    config.validate({field: f"--{field.replace('_', '-')}" for field in
+                     ("component_threshold", "sweep_range", "track")})
+    return config
 
 
 def print_summary(results: dict) -> None:
@@ -367,19 +223,66 @@ def print_summary(results: dict) -> None:
             f"  components at {figure(c['threshold'], '.6g')}: sIoU {figure(c['siou_gt'])}"
             f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}"
         )
+    if "speed" in results:
+        speed = results["speed"]
+        print(f"  {speed['frames_per_second']:.2f} frames/s ({speed['ms_per_frame']:.0f} ms per "
+              f"frame through the pipeline, {speed['backend']})")
+    if "s2m" in results:
+        _print_s2m("  S2M metrics", results["s2m"])
+    if "refined" in results:
+        r = results["refined"]
+        print(f"refined by S2M (SAM masks): AP {figure(r['ap'])}  AUROC {figure(r['auroc'])}"
+              f"  FPR95 {figure(r['fpr95'])}")
+        if "components" in r:
+            c = r["components"]
+            print(f"  components of the refined mask: sIoU {figure(c['siou_gt'])}"
+                  f"  PPV {figure(c['ppv'])}  mean F1 {figure(c['f1_mean'])}")
+        _print_s2m("  S2M metrics", r["s2m"])
+
+
+def _print_s2m(title: str, s2m: dict) -> None:
+    """S2M's per-image metrics, named apart from SMIYC's sIoU / F1."""
+    lo, hi = s2m["range"]
+    print(f"{title} (per-image IoU / F1 over 101 thresholds in [{lo:g}, {hi:g}]): "
+          f"AuIoU {figure(s2m['auiou'])}  best IoU {figure(s2m['best_iou'])}"
+          f"  mean F1 {figure(s2m['mean_f1'])}")
+
+
+def evaluate_on_fleet(args: argparse.Namespace, config: EvaluationConfig) -> dict:
+    """`--ray`: the model on the dataset's frames, spread over Ray workers."""
+    from ood_perception.fleet.evaluate import evaluate_dataset
+    from ood_perception.fleet.spec import PipelineSpec
+
+    fleet = fleet_config(args)
+    if args.scores is not None or args.labels is not None:
+        raise ConfigurationError("--ray spreads a model's scoring; precomputed --scores are "
+                                 "evaluated without it")
+    if args.model is None or args.dataset is None:
+        raise ConfigurationError("--ray needs --model and --dataset")
+    if args.refine != "none":
+        raise ConfigurationError("--refine s2m runs on one machine; leave out --ray")
+    if not args.model.is_file():
+        raise ConfigurationError(f"model file {args.model} does not exist")
+    if args.shard_frames < 1:
+        raise ConfigurationError(f"--shard-frames must be >= 1, got {args.shard_frames}")
+    dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
+    spec = PipelineSpec(str(args.model.absolute()), args.backend)
+    return evaluate_dataset(args.model.name, dataset, spec, config, fleet, args.shard_frames)
 
 
 def run(args: argparse.Namespace) -> int:
     from ood_perception.evaluation.report import write_json
 
-    try:
-        check_arguments(args)
-        results = evaluate(args, open_source(args))
-        print_summary(results)
-        if args.json:
-            with _writing(args.json):
-                write_json(results, args.json)
-    except OodPerceptionError as error:
-        print(f"ood-perception evaluate: {error}", file=sys.stderr)
-        return 2
+    config = evaluation_config(args)
+    if args.ray is not None:
+        results = evaluate_on_fleet(args, config)
+    else:
+        fleet_config(args)  # spreading flags without --ray are refused
+        results = evaluate(open_source(args), config)
+        if "speed" in results:
+            results["speed"]["backend"] = args.backend
+    print_summary(results)
+    if args.json:
+        with writing(args.json):
+            write_json(results, args.json)
     return 0

@@ -1,7 +1,8 @@
-"""`ood-perception` command line: one sub-command per tool, each in `ood_perception/tools/`.
+"""`ood-perception` command line: one sub-command per module of `ood_perception/cli/`.
 
 Only the chosen command's module is imported, so `--help` stays fast and a tool's heavy
-dependencies (torch, matplotlib) load only when that tool runs.
+dependencies (torch, matplotlib) load only when that tool runs. A command's
+`OodPerceptionError` becomes one line on stderr and exit code 2, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from ood_perception.errors import OodPerceptionError
 
 # command -> (module under ood_perception.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,10 +21,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("benchmark", "stage times and frame rates vs the official UEM protocol"),
     "evaluate": ("evaluate", "pixel and component metrics of a model or of saved score maps"),
     "calibrate": ("calibrate", "threshold for a target TPR/FPR, written to node params"),
-    "replay": ("replay", "run the pipeline over a rosbag and write score and mask topics"),
+    "replay": ("replay", "run the pipeline over rosbags and write score and mask topics"),
+    "mine": ("mine", "score many drives into a Parquet catalog; top-K frames for labelling"),
     "make-scenes": ("make_scenes", "generate synthetic road scenes with pasted anomalies"),
     "train-segmentor": ("train_segmentor", "stage 1: train the inlier segmentor"),
     "train-uem": ("train_uem", "stage 2: train the UEM head on a frozen segmentor"),
+    "train-dood": ("train_dood", "train the DOoD denoiser on a frozen segmentor's features"),
+    "dood-stats": ("dood_stats", "in-distribution statistics of the DOoD compound score"),
     "demo": ("demo", "end-to-end demo: embedded model, synthetic drive, node over DDS"),
 }
 
@@ -56,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(rest)
     try:
         return int(args.handler(args) or 0)
+    except OodPerceptionError as error:  # what a user can fix: one line, exit 2
+        print(f"ood-perception {command}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

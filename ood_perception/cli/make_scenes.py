@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 from ood_perception.cli.arguments import image_size
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 
 SPLITS = ("heldout", "train", "none")
 
@@ -74,11 +73,7 @@ def make_scenes(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        summary = make_scenes(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception make-scenes: {error}", file=sys.stderr)
-        return 2
+    summary = make_scenes(args)
     bag = f", rosbag {Path(args.output) / 'bag'} on {args.topic}" if args.bag else ""
     print(f"wrote {summary['frames']} frames ({summary['with_anomalies']} with anomalies) to "
           f"{args.output}{bag} in {time.perf_counter() - start:.1f} s; anomaly families: "

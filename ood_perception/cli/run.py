@@ -1,7 +1,9 @@
 """`ood-perception run`: score images, folders or videos without ROS, through `Pipeline`.
 
 Writes `<stem>_score.npy` (float32 at the frame's size), `<stem>_mask.png`,
-`<stem>_overlay.png` and, with --save-semantic, `<stem>_semantic.png` per frame.
+`<stem>_overlay.png` and, with --save-semantic, `<stem>_semantic.png` per frame. With
+`--refine s2m` the mask and overlay outlines come from SAM's masks, and `<stem>_s2m.npy` holds
+the S2M map (float32 in [0, 1]).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,14 +18,13 @@ import numpy as np
 
 from ood_perception.backends import BACKENDS, create_backend
 from ood_perception.backends.device import DEVICE_HELP
-from ood_perception.cli.arguments import check_output
+from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.core.refine import REFINE_STAGES, open_refiner
+from ood_perception.errors import ConfigurationError
+from ood_perception.io.images import count_frames, frame_sources, read_frames
 from ood_perception.ros.parameters import resolved_threshold
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,39 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per backend call (default: %(default)s)")
     parser.add_argument("--save-semantic", action="store_true",
                         help="also write <stem>_semantic.png (class ids)")
-
-
-def _image_paths(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ConfigurationError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _sources(inputs: list[str]) -> list[tuple[str, Path]]:
-    """(kind "image"/"video", path) for every input, folders expanded; checked up front."""
-    sources = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            images = _image_paths(path)
-            if not images:
-                raise ConfigurationError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                                         f"in folder {path}")
-            sources += [("image", image) for image in images]
-        elif not path.is_file():
-            raise ConfigurationError(f"input not found: {path}")
-        elif path.suffix.lower() in VIDEO_SUFFIXES:
-            sources.append(("video", path))
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            sources.append(("image", path))
-        else:
-            raise ConfigurationError(f"{path}: not an image or video file (by its suffix)")
-    return sources
+    add_refine_arguments(parser)
 
 
 def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
@@ -86,53 +54,6 @@ def _check_output(output: Path, sources: list[tuple[str, Path]]) -> None:
                                  "another folder")
 
 
-def _count_frames(sources: list[tuple[str, Path]]) -> int | None:
-    total = 0
-    for kind, path in sources:
-        if kind == "image":
-            total += 1
-            continue
-        capture = cv2.VideoCapture(str(path))
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
-        if frames <= 0:
-            return None
-        total += frames
-    return total
-
-
-def _frames(sources: list[tuple[str, Path]]) -> Iterator[tuple[str, np.ndarray]]:
-    """(unique output stem, RGB frame) in input order."""
-    used: set[str] = set()
-
-    def unique(stem: str) -> str:
-        candidate, suffix = stem, 1
-        while candidate in used:
-            candidate, suffix = f"{stem}_{suffix}", suffix + 1
-        used.add(candidate)
-        return candidate
-
-    for kind, path in sources:
-        if kind == "image":
-            yield unique(path.stem), _read_image(path)
-            continue
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise ConfigurationError(f"cannot open video {path}")
-        index = 0
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                yield unique(f"{path.stem}_{index:06d}"), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            raise ConfigurationError(f"video {path} has no readable frames")
-
-
 def _write(output: Path, stem: str, frame: np.ndarray, result: FrameResult,
            pipeline: Pipeline, save_semantic: bool) -> None:
     np.save(output / f"{stem}_score.npy", result.anomaly_score)
@@ -140,6 +61,8 @@ def _write(output: Path, stem: str, frame: np.ndarray, result: FrameResult,
     cv2.imwrite(str(output / f"{stem}_overlay.png"), pipeline.overlay(frame, result))
     if save_semantic and result.semantic is not None:
         cv2.imwrite(str(output / f"{stem}_semantic.png"), result.semantic)
+    if result.s2m_score is not None:
+        np.save(output / f"{stem}_s2m.npy", result.s2m_score)
 
 
 def run_files(args: argparse.Namespace) -> dict:
@@ -148,30 +71,38 @@ def run_files(args: argparse.Namespace) -> dict:
 
     if args.batch < 1:
         raise ConfigurationError(f"--batch must be >= 1, got {args.batch}")
-    sources = _sources(args.inputs)
+    sources = frame_sources(args.inputs)
     output = Path(args.output)
     _check_output(output, sources)
+    refining = refine_config(args)
     backend = create_backend(args.backend, args.model, device=args.device)
+    refiner = None
     try:
         threshold = resolved_threshold(
             math.nan if args.threshold is None else float(args.threshold), backend.info,
             "pass --threshold")
+        if refining is not None:
+            refiner = open_refiner(args.sam, refining, args.backend, args.device,
+                                   args.s2m_detector, backend.info.score_range)
         pipeline = Pipeline(backend, PostprocessConfig(
-            score_threshold=threshold, min_obstacle_area=args.min_area))
+            score_threshold=threshold, min_obstacle_area=args.min_area), refiner=refiner)
         output.mkdir(parents=True, exist_ok=True)
-        totals = dict.fromkeys(STAGES, 0.0)
+        stages = STAGES + (REFINE_STAGES if refiner is not None else ())
+        batch_stages = ("preprocess", "inference", "sam_encoder", "sam_decoder")
+        totals = dict.fromkeys(stages, 0.0)
         frames = obstacles = 0
         pending: list[tuple[str, np.ndarray]] = []
-        progress = tqdm(total=_count_frames(sources), unit="frame", file=sys.stderr)
+        progress = tqdm(total=count_frames(sources), unit="frame", file=sys.stderr)
 
         def flush() -> None:
             nonlocal frames, obstacles
             results = pipeline.process([frame for _, frame in pending])
-            totals["preprocess"] += results[0].timings["preprocess"]
-            totals["inference"] += results[0].timings["inference"]
+            for stage in totals:
+                if stage in batch_stages:
+                    totals[stage] += results[0].timings[stage]
+                else:
+                    totals[stage] += sum(result.timings[stage] for result in results)
             for (stem, frame), result in zip(pending, results, strict=True):
-                totals["resize_back"] += result.timings["resize_back"]
-                totals["postprocess"] += result.timings["postprocess"]
                 obstacles += len(result.obstacles)
                 _write(output, stem, frame, result, pipeline, args.save_semantic)
             frames += len(pending)
@@ -179,7 +110,7 @@ def run_files(args: argparse.Namespace) -> dict:
             pending.clear()
 
         with progress:
-            for item in _frames(sources):
+            for item in read_frames(sources):
                 pending.append(item)
                 if len(pending) == args.batch:
                     flush()
@@ -187,17 +118,15 @@ def run_files(args: argparse.Namespace) -> dict:
                 flush()
     finally:
         backend.close()
+        if refiner is not None:
+            refiner.runner.close()
     mean_ms = {stage: total / max(frames, 1) for stage, total in totals.items()}
     return {"frames": frames, "mean_ms": mean_ms, "obstacles": obstacles,
-            "threshold": threshold, "output": str(output)}
+            "threshold": threshold, "output": str(output), "refine": args.refine}
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        summary = run_files(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception run: {error}", file=sys.stderr)
-        return 2
+    summary = run_files(args)
     stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in summary["mean_ms"].items())
     print(f"{summary['frames']} frames -> {summary['output']} (threshold "
           f"{summary['threshold']:g}); mean ms per frame: {stages}; "

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ood_perception.backends.device import DEVICE_HELP
 from ood_perception.cli.arguments import image_size
-from ood_perception.errors import ConfigurationError, OodPerceptionError
+from ood_perception.errors import ConfigurationError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,11 +116,7 @@ def write_metrics(path: str | None, payload: dict) -> None:
 
 def run_and_report(command: str, train, args: argparse.Namespace, held_out) -> int:
     """Run `train(args)`, print its one-line summary (plus `held_out(figures)`), exit code."""
-    try:
-        figures = train(args)
-    except OodPerceptionError as error:
-        print(f"ood-perception {command}: {error}", file=sys.stderr)
-        return 2
+    figures = train(args)
     line = (f"wrote {figures['checkpoint']}: {figures['steps']} steps in "
             f"{figures['seconds']:.0f} s, loss {figures['loss_start']:.3f} -> "
             f"{figures['loss_end']:.3f}")

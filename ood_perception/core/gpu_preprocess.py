@@ -1,33 +1,42 @@
 """The frame path on the backend's GPU: upload, resize and batch; maps back to frame size.
 
 Frames cross the bus once each way: uint8 frames go up through reused page-locked staging
-buffers (one copy per group of same-size cameras), are resized and stacked on the GPU, and
-only the final per-frame score and class maps come down, into page-locked host memory. The
+buffers (one copy per group of same-size cameras; bgr8 frames as they arrived, their
+channels swapped on the device), are resized and stacked on the GPU, and only what is
+published comes down, into page-locked host memory: the maps asked for, and of the obstacle
+mask (thresholded and gated on the device) the window holding its anomalous pixels. The
 functions are device-agnostic torch code, so the same code runs (and is tested) on CPU.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ood_perception.core.frames import BgrFrame, Frame
+from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.core.preprocess import nearest_sources
 from ood_perception.errors import ConfigurationError
 
 # Staging buffers kept per frame-group shape; more shapes than this evict the oldest.
 MAX_STAGING_SHAPES = 8
 
 
-def group_by_size(frames: Sequence[np.ndarray]) -> dict[tuple[int, int], list[int]]:
-    """Frame indices per (height, width), in first-seen order: one upload and resize each."""
-    groups: dict[tuple[int, int], list[int]] = {}
+def group_by_size(frames: Sequence[Frame]) -> dict[tuple[int, int, bool], list[int]]:
+    """Frame indices per (height, width, is BGR), in first-seen order: one upload and resize
+    each."""
+    groups: dict[tuple[int, int, bool], list[int]] = {}
     for index, frame in enumerate(frames):
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        bgr = isinstance(frame, BgrFrame)
+        pixels = frame.pixels if bgr else frame
+        if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ConfigurationError(
-                f"frame {index}: expected HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
-        groups.setdefault(frame.shape[:2], []).append(index)
+                f"frame {index}: expected HxWx3 uint8 RGB, got {pixels.dtype} {pixels.shape}")
+        groups.setdefault((*pixels.shape[:2], bgr), []).append(index)
     return groups
 
 
@@ -90,14 +99,6 @@ def resize_score(score: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*score.shape[:-2], *size)
 
 
-def _nearest_sources(source: int, target: int, device: torch.device) -> torch.Tensor:
-    """OpenCV's INTER_NEAREST source indices, floor(dst * (1 / (target / source))) in double
-    precision as resize.cpp computes them, so both frame paths publish the same classes."""
-    scale = 1.0 / (target / source)
-    index = torch.floor(torch.arange(target, dtype=torch.float64, device=device) * scale)
-    return index.long().clamp_(max=source - 1)
-
-
 def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 [H, W] or [N, H, W] class ids -> `size`, nearest exactly as OpenCV's
     INTER_NEAREST on the host path, so no class is invented."""
@@ -109,12 +110,62 @@ def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return classes[..., rows[:, None], cols[None, :]]
 
 
-def upload_groups(frames: Sequence[np.ndarray],
+@functools.lru_cache(maxsize=32)
+def _nearest_sources(source: int, target: int, device: torch.device) -> torch.Tensor:
+    """`preprocess.nearest_sources` on the device, uploaded once per size pair, so both frame
+    paths publish the same classes."""
+    return torch.from_numpy(nearest_sources(source, target).copy()).to(device)
+
+
+def anomalous(score: torch.Tensor, semantic: torch.Tensor | None,
+              config: PostprocessConfig) -> torch.Tensor:
+    """`postprocess.anomalous` on the device: float32 [H, W] score (+ uint8 [H, W] classes)
+    -> bool [H, W]; the gating region grows as OpenCV's dilation with a square kernel (a
+    separable max that never reaches past the frame's edges)."""
+    binary = score > config.score_threshold
+    if not config.gating_classes or semantic is None:
+        return binary
+    lut = torch.zeros(256, dtype=torch.bool, device=score.device)
+    lut[list(config.gating_classes)] = True
+    region = lut[semantic.long()]
+    grow = config.gating_dilation
+    if grow > 0:
+        grown = region[None, None].float()
+        grown = F.max_pool2d(grown, (2 * grow + 1, 1), stride=1, padding=(grow, 0))
+        grown = F.max_pool2d(grown, (1, 2 * grow + 1), stride=1, padding=(0, grow))
+        region = grown[0, 0] > 0
+    return binary & region
+
+
+def anomalous_window(binary: torch.Tensor, score: torch.Tensor
+                     ) -> tuple[tuple[int, int], np.ndarray, np.ndarray] | None:
+    """bool [H, W] anomalous pixels and the float32 [H, W] score -> ((top, left), uint8 0/1
+    window, score window) over the smallest box holding every anomalous pixel, or None.
+
+    Only the row and column flags and the two windows come to the host (the flags wait for
+    the device; read the windows after `synchronize`).
+    """
+    rows = np.flatnonzero(binary.any(dim=1).cpu().numpy())
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(binary.any(dim=0).cpu().numpy())
+    box = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return ((box[0].start, box[1].start), to_host(binary[box].to(torch.uint8)),
+            to_host(score[box]))
+
+
+def upload_groups(frames: Sequence[Frame],
                   uploader: PinnedUploader) -> list[tuple[list[int], torch.Tensor]]:
-    """RGB uint8 frames -> (frame indices, [N, H, W, 3] device tensor) per size: cameras of
-    one model usually share a size, so they go up in one copy."""
-    return [(indices, uploader.upload([frames[i] for i in indices]))
-            for indices in group_by_size(frames).values()]
+    """Frames -> (frame indices, [N, H, W, 3] RGB device tensor) per size: cameras of one
+    model usually share a size, so they go up in one copy; BGR frames are flipped there."""
+    groups = []
+    for (_, _, bgr), indices in group_by_size(frames).items():
+        if bgr:
+            images = uploader.upload([frames[i].pixels for i in indices]).flip(-1)
+        else:
+            images = uploader.upload([frames[i] for i in indices])
+        groups.append((indices, images))
+    return groups
 
 
 def make_batch(groups: Sequence[tuple[list[int], torch.Tensor]],

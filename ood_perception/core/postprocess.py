@@ -3,6 +3,9 @@
 Everything runs at the frame's own size, vectorised or in OpenCV. Components are labelled
 only inside the bounding box of the above-threshold pixels: most frames have no obstacle or a
 few near the road, so a 1920x1080 frame costs well under the full-frame labelling's ~4 ms.
+`postprocess_model_map` starts from the model-resolution map and computes the full-size
+score only around anomalous model pixels, so a frame without obstacles costs no full-size
+work but the mask's allocation.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ood_perception.core.frames import BgrFrame, Frame
+from ood_perception.core.preprocess import (
+    bilinear_taps,
+    classes_window,
+    resize_classes,
+    resize_score,
+    score_window,
+)
 from ood_perception.errors import ConfigurationError
+
+# The model-map postprocess computes the full-size score over a window of the frame; past
+# this fraction of the frame (1/N) one OpenCV resize of the whole map is cheaper.
+FULL_MAP_BEYOND = 8
 
 
 @dataclass(frozen=True)
@@ -99,10 +114,10 @@ def _components(binary: np.ndarray):
     return cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=ltype)
 
 
-def postprocess(
-    score: np.ndarray, semantic: np.ndarray | None, config: PostprocessConfig
-) -> PostprocessResult:
-    """float32 HxW score (+ uint8 HxW classes) -> mask and obstacles; NaN never counts."""
+def anomalous(score: np.ndarray, semantic: np.ndarray | None,
+              config: PostprocessConfig) -> np.ndarray:
+    """uint8 HxW, 1 where the score is above the threshold and, when gating, on or next to
+    the gating classes (uint8 HxW `semantic` of the same size); NaN never counts."""
     binary = (score > config.score_threshold).view(np.uint8)
     if config.gating_classes and semantic is not None:
         if semantic.shape != score.shape:
@@ -110,7 +125,20 @@ def postprocess(
                 f"semantic shape {semantic.shape} differs from score shape {score.shape}")
         region = gating_region(semantic, config.gating_classes, config.gating_dilation)
         binary = binary & region.view(np.uint8)
-    mask = np.zeros(binary.shape, np.uint8)
+    return binary
+
+
+def label_blobs(binary: np.ndarray, score: np.ndarray, config: PostprocessConfig,
+                frame_shape: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0),
+                mask: np.ndarray | None = None) -> PostprocessResult:
+    """uint8 0/1 anomalous pixels and the float score over the same window of a frame ->
+    mask of the whole frame and obstacles in frame coordinates.
+
+    The window sits at `offset` (top, left) of a `frame_shape` frame (default: the window
+    is the frame); `mask`, if given, is a zeroed uint8 array of that shape to fill.
+    """
+    if mask is None:
+        mask = np.zeros(frame_shape or binary.shape, np.uint8)
     left, top, width, height = cv2.boundingRect(binary)
     if width == 0:
         return PostprocessResult(mask=mask)
@@ -120,12 +148,14 @@ def postprocess(
     areas = stats[:, cv2.CC_STAT_AREA]
     kept = np.flatnonzero(areas >= max(config.min_obstacle_area, 1))
     kept = kept[kept != 0]
+    top, left = top + offset[0], left + offset[1]
+    mask_box = mask[top:top + height, left:left + width]
     if kept.size == count - 1:
-        np.multiply(binary_box, np.uint8(255), out=mask[rows, cols])
+        np.multiply(binary_box, np.uint8(255), out=mask_box)
     else:
         lut = np.zeros(count, dtype=np.uint8)
         lut[kept] = 255
-        mask[rows, cols] = lut[labels]
+        mask_box[...] = lut[labels]
     # Largest first, ties by top then left edge: label numbers depend on the labelled box.
     left_edges, top_edges = stats[kept, cv2.CC_STAT_LEFT], stats[kept, cv2.CC_STAT_TOP]
     order = kept[np.lexsort((left_edges, top_edges, -areas[kept]))][: config.max_obstacles]
@@ -141,6 +171,66 @@ def postprocess(
             centroid=(float(centre_x) + left, float(centre_y) + top),
         ))
     return PostprocessResult(mask=mask, obstacles=obstacles)
+
+
+def postprocess(
+    score: np.ndarray, semantic: np.ndarray | None, config: PostprocessConfig
+) -> PostprocessResult:
+    """float32 HxW score (+ uint8 HxW classes) -> mask and obstacles; NaN never counts."""
+    return label_blobs(anomalous(score, semantic, config), score, config)
+
+
+def _frame_span(taps: tuple[np.ndarray, ...], first: int, last: int) -> slice:
+    """Frame rows (or columns) whose bilinear taps touch model rows first..last."""
+    first_taps, second_taps = taps[0], taps[1]
+    return slice(int(np.searchsorted(second_taps, first, "left")),
+                 int(np.searchsorted(first_taps, last, "right")))
+
+
+def postprocess_model_map(
+    score: np.ndarray, semantic: np.ndarray | None, size: tuple[int, int],
+    config: PostprocessConfig, mask: np.ndarray | None = None,
+) -> PostprocessResult:
+    """float32 hxw model map (+ uint8 hxw classes) -> mask and obstacles at frame `size`, as
+    `postprocess` of their resize to `size`, with the full-size score computed only near
+    anomalous pixels.
+
+    A bilinear value is a convex mix of its (up to) four model pixels, so it can pass the
+    threshold only next to a model pixel that does: the window around those holds every
+    anomalous frame pixel. The window's score is exact (float64), where `resize_score`
+    rounds to float32, so a frame pixel can differ from `postprocess` only where its score
+    lies within about 1e-6 of the map's magnitude from the threshold. Windows over
+    1/`FULL_MAP_BEYOND` of the frame use the full-size maps instead (the cheaper way there).
+    `mask` is as in `label_blobs`.
+    """
+    if semantic is not None and semantic.shape != score.shape:
+        raise ConfigurationError(
+            f"semantic shape {semantic.shape} differs from score shape {score.shape}")
+    threshold = config.score_threshold
+    left, top, width, height = cv2.boundingRect((score > threshold).view(np.uint8))
+    if width == 0:
+        return PostprocessResult(mask=np.zeros(size, np.uint8) if mask is None else mask)
+    rows = _frame_span(bilinear_taps(score.shape[0], size[0]), top, top + height - 1)
+    cols = _frame_span(bilinear_taps(score.shape[1], size[1]), left, left + width - 1)
+    window_pixels = (rows.stop - rows.start) * (cols.stop - cols.start)
+    gating = bool(config.gating_classes) and semantic is not None
+    if window_pixels * FULL_MAP_BEYOND > size[0] * size[1]:
+        full_score = resize_score(score, size)
+        full_classes = resize_classes(semantic, size) if gating else None
+        return label_blobs(anomalous(full_score, full_classes, config), full_score, config,
+                           mask=mask)
+    window = score_window(score, size, rows, cols)
+    binary = (window > threshold).view(np.uint8)
+    if gating:
+        grow = config.gating_dilation
+        grown_rows = slice(max(rows.start - grow, 0), min(rows.stop + grow, size[0]))
+        grown_cols = slice(max(cols.start - grow, 0), min(cols.stop + grow, size[1]))
+        region = gating_region(classes_window(semantic, size, grown_rows, grown_cols),
+                               config.gating_classes, grow)
+        inner = region[rows.start - grown_rows.start:rows.stop - grown_rows.start,
+                       cols.start - grown_cols.start:cols.stop - grown_cols.start]
+        binary = binary & inner.view(np.uint8)
+    return label_blobs(binary, window, config, size, (rows.start, cols.start), mask)
 
 
 def normalise_score(
@@ -161,17 +251,18 @@ def normalise_score(
 
 
 def render_overlay(
-    rgb: np.ndarray,
+    rgb: Frame,
     score: np.ndarray,
     mask: np.ndarray,
     score_range: tuple[float, float] | None = None,
     alpha: float = 0.5,
 ) -> np.ndarray:
-    """BGR uint8 frame blended with the viridis-coloured score, obstacle outlines in red."""
+    """BGR uint8 frame blended with the viridis-coloured score, obstacle outlines in red;
+    `rgb` is an RGB array or a `BgrFrame` (then used as it is)."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigurationError(f"overlay alpha must be in [0, 1], got {alpha}")
     colours = cv2.applyColorMap(normalise_score(score, score_range), cv2.COLORMAP_VIRIDIS)
-    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    frame = rgb.pixels if isinstance(rgb, BgrFrame) else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     overlay = cv2.addWeighted(colours, alpha, frame, 1.0 - alpha, 0.0)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     thickness = max(1, round(min(mask.shape) / 360))

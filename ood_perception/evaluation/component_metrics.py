@@ -143,6 +143,22 @@ class ComponentMetrics:
         self._ppv.append(frame.ppv_pred)
         return frame
 
+    def merge_from(self, other: ComponentMetrics) -> None:
+        """Append another accumulator's frames (a worker's shard) after this one's. Merged in
+        frame order, the per-component lists, and so every mean, equal one pass's exactly."""
+        if other.config != self.config:
+            raise ConfigurationError(f"cannot merge component metrics of {other.config} into "
+                                     f"{self.config}")
+        self._siou_gt += other._siou_gt
+        self._siou_pred += other._siou_pred
+        self._ppv += other._ppv
+        if other._tp is not None:
+            if self._tp is None:
+                self._tp, self._fn, self._fp = other._tp, other._fn, other._fp
+            else:
+                self._tp, self._fn, self._fp = (self._tp + other._tp, self._fn + other._fn,
+                                                self._fp + other._fp)
+
     def summary(self) -> dict:
         """sIoU_gt, PPV (prec_pred), F1 at 0.25/0.5/0.75 and mean F1, with counts."""
         siou_gt = np.concatenate(self._siou_gt) if self._siou_gt else np.zeros(0)

@@ -25,11 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
+from ood_perception.io.images import IMAGE_SUFFIXES, read_rgb
 
 FORMATS = ("road_anomaly", "fs_laf", "smiyc_ra21", "smiyc_ro21", "folder")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,6 @@ class LabelSpec:
 # road_anomaly: UEM maps 2 -> 1 and keeps 0 and 1; the rest (none in the release) is void
 ROAD_ANOMALY_SPEC = LabelSpec(inlier=(0,), anomaly=(1, 2), ignore=(), strict=False)
 BENCHMARK_SPEC = LabelSpec(strict=False)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ConfigurationError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: Path) -> np.ndarray:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
 
-INLIER, ANOMALY, IGNORE = 0, 1, 255
+INLIER, ANOMALY, IGNORE = 0, 1, IGNORE_LABEL
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,37 @@ class PixelMetrics:
             self._merge()
 
     def merge_from(self, other: PixelMetrics) -> None:
-        """Fold another accumulator (e.g. from a worker) into this one."""
+        """Fold another accumulator (e.g. a worker's shard) into this one: counts per key add
+        up, so the merged table, and every metric, equals one pass over all frames."""
+        if other._dtype != self._dtype:
+            raise ConfigurationError(f"cannot merge {other._dtype} score keys into "
+                                     f"{self._dtype} ones; use one key precision everywhere")
         other._merge()
-        self._pending.append((other._keys.astype(self._dtype), other._pos, other._neg))
+        self._pending.append((other._keys, other._pos, other._neg))
         self._pending_len += other._keys.size
         self.frames += other.frames
         self.ignored += other.ignored
         self._merge()
+
+    def state(self) -> dict:
+        """The exact state as plain arrays and ints (what a worker sends back): key dtype,
+        keys [N], positive and negative counts int64 [N], frames, ignored pixels."""
+        self._merge()
+        return {"key_dtype": self._dtype.name, "keys": self._keys, "pos": self._pos,
+                "neg": self._neg, "frames": self.frames, "ignored": self.ignored}
+
+    @classmethod
+    def from_state(cls, state: dict) -> PixelMetrics:
+        """The accumulator `state()` describes."""
+        metrics = cls(key_dtype=state["key_dtype"])
+        keys = np.asarray(state["keys"], metrics._dtype)
+        pos, neg = np.asarray(state["pos"], np.int64), np.asarray(state["neg"], np.int64)
+        if not (keys.ndim == 1 and keys.shape == pos.shape == neg.shape):
+            raise ConfigurationError("pixel metrics state: keys and counts must be 1-D arrays "
+                                     "of one length")
+        metrics._keys, metrics._pos, metrics._neg = keys, pos, neg
+        metrics.frames, metrics.ignored = int(state["frames"]), int(state["ignored"])
+        return metrics
 
     def _merge(self) -> None:
         if not self._pending:
@@ -222,7 +247,8 @@ class PixelMetrics:
         )
 
     def threshold_sweep(self, lo: float = 0.0, hi: float = 1.0, steps: int = 100) -> dict:
-        """Seed 001 section 6.3: mean pixel IoU (AuIoU) and mean F1 over `steps` thresholds.
+        """Mean pixel IoU (AuIoU) and mean F1 over `steps` thresholds, as Segment Every
+        Out-of-Distribution Object (S2M) defines them in section 6.3.
 
         Thresholds lo + k (hi - lo) / steps, k = 0..steps-1 (0, 0.01, ..., 0.99 by default);
         a pixel counts as anomalous when score > threshold.
@@ -233,7 +259,7 @@ class PixelMetrics:
         return {"auiou": float(iou.mean()), "mean_f1": float(f1.mean())}
 
     def best_iou(self) -> float:
-        """The best pixel IoU over every threshold (seed 001's "IoU" of score-based methods)."""
+        """The best pixel IoU over every threshold (S2M's "IoU" of score-based methods)."""
         c = self.curve()
         if c.positives == 0:
             return float("nan")

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.evaluation.pixel_metrics import Curve, downsample_curve
 
 THUMB_WIDTH = 320
@@ -35,7 +36,7 @@ def thumbnail(rgb: np.ndarray | None, score: np.ndarray, label: np.ndarray) -> n
     small = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
     truth = image // 2
     truth[small == 1] = (0, 220, 0)
-    truth[small == 255] = (128, 128, 128)
+    truth[small == IGNORE_LABEL] = (128, 128, 128)
     return np.concatenate([image, heat, truth] if panels_image else [heat, truth], axis=1)
 
 
@@ -44,8 +45,12 @@ class WorstFrames:
     """Keeps the `count` frames with the lowest per-frame AP (frames with anomalies only)."""
 
     count: int = 8
+    start: int = 0  # index of the first frame offered (a shard's place in the dataset)
     _heap: list = field(default_factory=list)
     _order: int = 0
+
+    def __post_init__(self) -> None:
+        self._order = self.start
 
     def offer(self, name: str, frame_ap: float, rgb: np.ndarray | None, score, label) -> None:
         """Consider one frame; a thumbnail is drawn only when it enters the worst set."""
@@ -61,6 +66,15 @@ class WorstFrames:
             return
         index = next(i for i, entry in enumerate(self._heap) if entry[0] == key)
         self._heap[index] = (key, name, frame_ap, thumbnail(rgb, score, label))
+
+    def merge_from(self, other: WorstFrames) -> None:
+        """Take in another keeper's frames (a shard's, started at its own `start`): the
+        result is what one keeper offered every frame in order would hold."""
+        for entry in other._heap:
+            if len(self._heap) < self.count:
+                heapq.heappush(self._heap, entry)
+            elif self.count and entry[0] > self._heap[0][0]:
+                heapq.heapreplace(self._heap, entry)
 
     def frames(self) -> list[tuple[str, float, np.ndarray | None]]:
         """(name, per-frame AP, thumbnail) from the worst up."""
@@ -138,8 +152,8 @@ def write_markdown(results: dict, curve: Curve, worst: WorstFrames, out_dir: Pat
         ("AUROC", "auroc"),
         ("FPR at 95% TPR", "fpr95"),
         ("best pixel IoU", "best_iou"),
-        ("AuIoU (seed 001)", "auiou"),
-        ("mean F1 over thresholds (seed 001)", "mean_f1"),
+        ("AuIoU (S2M)", "auiou"),
+        ("mean F1 over thresholds (S2M)", "mean_f1"),
     ]
     lines += [f"| {title} | {figure(results.get(key, float('nan')))} |" for title, key in rows]
     components = results.get("components") or {}

@@ -1,7 +1,9 @@
 """rosbag2 reading and writing without ROS (the `rosbags` library), for replay and tests.
 
 Bags are written as rosbag2 format version 8 (what Jazzy's `ros2 bag` writes; its
-offered-QoS string is also read by Humble), in `sqlite3` or `mcap` storage.
+offered-QoS string is also read by Humble), in `sqlite3` or `mcap` storage. Messages are
+streamed (`stream_messages`), never loaded whole, and a bag that cannot be read to the end
+(truncated, corrupt) raises `CorruptBagError` instead of ending early without a word.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 STORAGES = ("sqlite3", "mcap")
 BAG_VERSION = 8
+
+
+class CorruptBagError(ConfigurationError):
+    """A bag whose files cannot be read to the end: truncated, overwritten or half-copied."""
 
 
 def typestore():
@@ -48,18 +54,48 @@ def bag_storage(path: str | Path) -> str:
 
 @contextmanager
 def open_reader(path: str | Path):
-    """A `rosbags` Reader; unreadable bags become a ConfigurationError."""
+    """A `rosbags` Reader; a missing bag is a ConfigurationError, one whose files do not parse
+    a CorruptBagError."""
     from rosbags.rosbag2 import Reader, ReaderError
 
     try:
         reader = Reader(Path(path))
-        reader.open()
     except (ReaderError, FileNotFoundError) as error:
         raise ConfigurationError(f"cannot read bag {path}: {error}") from error
+    try:
+        reader.open()
+    except FileNotFoundError as error:
+        raise ConfigurationError(f"cannot read bag {path}: {error}") from error
+    except Exception as error:  # the storage plugins raise whatever their parsers hit
+        raise CorruptBagError(f"cannot read bag {path}: {type(error).__name__}: {error}"
+                              ) from error
     try:
         yield reader
     finally:
         reader.close()
+
+
+def stream_messages(reader, connections: list | None = None) -> Iterator[tuple]:
+    """`reader.messages()` one at a time, checked: a read error, or fewer messages than the
+    bag's index lists, raises CorruptBagError naming the bag and how far it got."""
+    chosen = list(reader.connections if connections is None else connections)
+    expected = sum(c.msgcount for c in chosen)
+    messages = reader.messages(connections=chosen)
+    count = 0
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            break
+        except Exception as error:  # sqlite3, MCAP and decompression errors alike
+            raise CorruptBagError(
+                f"bag {reader.path} breaks after {count} of {expected} messages: "
+                f"{type(error).__name__}: {error}") from error
+        count += 1
+        yield item
+    if count < expected:
+        raise CorruptBagError(f"bag {reader.path} is truncated: it ends after {count} of the "
+                              f"{expected} messages its index lists")
 
 
 @contextmanager
@@ -175,7 +211,7 @@ def read_images(path: str | Path, topics: list[str] | None = None) -> Iterator[B
             connections = [c for c in connections if c.topic in topics]
         if not connections:
             return
-        for connection, timestamp, raw in reader.messages(connections=connections):
+        for connection, timestamp, raw in stream_messages(reader, connections):
             msg = store.deserialize_cdr(raw, IMAGE)
             yield BagImage(
                 connection.topic,

@@ -25,7 +25,8 @@ def save_torch_deploy(deploy: DeployModel, request: ExportRequest, path: str | P
         variant=getattr(deploy, "variant", request.variant),
         decoder_layers=getattr(deploy, "decoder_layers", request.decoder_layers),
         queries=getattr(deploy, "queries", request.queries),
-        test_resize=getattr(deploy, "test_resize", request.test_resize)))
+        test_resize=getattr(deploy, "test_resize", request.test_resize),
+        denoiser=getattr(deploy, "denoiser", request.denoiser)))
     payload = {
         "format": DEPLOY_FORMAT, "model": request.model, "build": build,
         "metadata": deploy.info.to_metadata(),

@@ -37,6 +37,15 @@ class ExportRequest:
     # order, or "score").
     test_resize: bool | None = None
     resize_back: str | None = None
+    # DOoD: diffusion time steps (None = 25), their weighting ("official" plain sum or the
+    # paper's "eq8"), and the compound score's in-distribution statistics (the content of a
+    # `dood-stats` file, so a `.pt` deploy file rebuilds the same graph).
+    timesteps: int | None = None
+    timestep_weighting: str | None = None
+    dood_stats: dict | None = None
+    # DOoD denoiser shape (`UNet0DConfig` fields); None = the checkpoint's (the model's default
+    # at random init). A `.pt` deploy file records it to rebuild the same network.
+    denoiser: dict | None = None
 
 
 MODELS: dict[str, str] = {
@@ -49,6 +58,13 @@ MODELS: dict[str, str] = {
     "uno-m2f-swin-b": "ood_perception.models.mask2former.build:build_uno_m2f_swin_b",
     "uno-m2f-r50": "ood_perception.models.mask2former.build:build_uno_m2f_r50",
     "uno-m2f-r101": "ood_perception.models.mask2former.build:build_uno_m2f_r101",
+    "dood-segmenter-b": "ood_perception.models.dood.build:build_dood_segmenter_b",
+    "dood-setr-l": "ood_perception.models.dood.build:build_dood_setr_l",
+    "dood-setr-l-ade20k": "ood_perception.models.dood.build:build_dood_setr_l_ade20k",
+    "dood-uem-dinov2-s": "ood_perception.models.dood.build:build_dood_uem_dinov2_s",
+    "dood-uem-dinov2-b": "ood_perception.models.dood.build:build_dood_uem_dinov2_b",
+    "dood-uem-dinov2-l": "ood_perception.models.dood.build:build_dood_uem_dinov2_l",
+    "dood-demo": "ood_perception.models.dood.demo:build_dood_demo",
 }
 
 

@@ -34,14 +34,18 @@ class FrameSlots:
         self._on_superseded = on_superseded
         self._clock = clock
 
-    def put(self, camera: int, message: Any) -> None:
-        """Store the newest message of `camera`, replacing (and reporting) an untaken one."""
+    def put(self, camera: int, message: Any) -> bool:
+        """Store the newest message of `camera`, replacing (and reporting) an untaken one;
+        False (nothing stored) once closed."""
         with self._condition:
+            if self._closed:
+                return False
             superseded = self._slots[camera] is not None
             self._slots[camera] = PendingFrame(camera, message, self._clock())
             self._condition.notify()
         if superseded and self._on_superseded is not None:
             self._on_superseded(camera)
+        return True
 
     def take(self, timeout: float, batch_wait: float = 0.0) -> list[PendingFrame]:
         """Wait up to `timeout` s for a frame, then up to `batch_wait` s for the other cameras.
@@ -59,11 +63,15 @@ class FrameSlots:
             self._slots = [None] * len(self._slots)
             return taken
 
-    def close(self) -> None:
-        """Wake the worker for good; later `take` calls return at once with nothing."""
+    def close(self) -> list[PendingFrame]:
+        """Wake the worker for good; later `take` calls return at once with nothing and
+        `put` discards. Returns the frames still waiting, for the caller to account for."""
         with self._condition:
             self._closed = True
+            left = [slot for slot in self._slots if slot is not None]
+            self._slots = [None] * len(self._slots)
             self._condition.notify_all()
+        return left
 
     def _any_or_closed(self) -> bool:
         return self._closed or any(slot is not None for slot in self._slots)

@@ -1,4 +1,4 @@
-"""ROS messages <-> core arrays: the only module besides `node.py` that imports ROS types.
+"""ROS messages <-> core arrays, with the core codec (no cv_bridge).
 
 Images are converted with `codec` (no cv_bridge); output images copy the input header, so
 stamp and frame_id line up with the camera for the planner, RViz and bag tools.
@@ -7,40 +7,58 @@ stamp and frame_id line up with the camera for the planner, RViz and bag tools.
 from __future__ import annotations
 
 import array
+import copy
 import math
 import sys
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from ood_perception.core.codec import decode_compressed, decode_image, output_step
+from ood_perception.core.codec import (
+    decode_compressed,
+    decode_output,
+    output_step,
+)
+from ood_perception.core.frames import Frame, camera_frame
+from ood_perception.core.intrinsics import scale_intrinsics
+from ood_perception.core.message_buffers import message_bytes
 
 BIG_ENDIAN = int(sys.byteorder == "big")
 # Diagnostics levels (bytes, as diagnostic_msgs stores them).
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
-def message_to_rgb(message: Image | CompressedImage) -> np.ndarray:
-    """Image or CompressedImage -> HxWx3 RGB uint8; malformed input raises ImageDecodeError."""
+def message_to_frame(message: Image | CompressedImage) -> Frame:
+    """Image or CompressedImage -> a frame for `Pipeline.process`: rgb8 and bgr8 stay views of
+    the message's bytes (`core.frames`), the rest is decoded to RGB; malformed input raises
+    ImageDecodeError."""
     if isinstance(message, CompressedImage):
         return decode_compressed(message.format, message.data)
-    return decode_image(message.encoding, message.height, message.width, message.step,
+    return camera_frame(message.encoding, message.height, message.width, message.step,
                         message.data, message.is_bigendian)
+
+
+def image_array(message: Image) -> np.ndarray:
+    """An output image (32FC1, mono8, bgr8, rgb8) -> HxW or HxWx3 array in host byte order."""
+    return decode_output(message.encoding, message.height, message.width, message.step,
+                         message.data, message.is_bigendian)
 
 
 def image_message(header: Header, pixels: np.ndarray, encoding: str) -> Image:
     """A `sensor_msgs/Image` of `pixels` (already in `encoding`'s layout) with `header`.
 
-    The data is copied once into the array.array the message type stores, which skips the
-    per-byte checks the generated setter runs on other sequences.
+    Maps the pipeline wrote into message memory (`core.message_buffers`) become the data as
+    they are; others are copied once into the array.array the message type stores.
     """
     step = output_step(pixels, encoding)
-    data = array.array("B")
-    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    data = message_bytes(pixels)
+    if data is None:
+        data = array.array("B")
+        data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
     message = Image(header=header, height=pixels.shape[0], width=pixels.shape[1],
-                    encoding=encoding, is_bigendian=BIG_ENDIAN, step=step)
+                    encoding=encoding, is_bigendian=BIG_ENDIAN, step=step, check_fields=True)
     message.data = data
     return message
 
@@ -56,10 +74,10 @@ def _value(value: object) -> str:
     return str(value)
 
 
-def diagnostics_message(
-    header_stamp, name: str, hardware_id: str, level: bytes, summary: str, values: dict
-) -> DiagnosticArray:
-    """One DiagnosticStatus with `values` flattened to key/value strings (dicts as `a/b`)."""
+def diagnostic_status(name: str, hardware_id: str, level: int, summary: str,
+                      values: dict) -> DiagnosticStatus:
+    """A DiagnosticStatus (`level` 0/1/2 = OK/WARN/ERROR) with `values` flattened to
+    key/value strings (dicts as `key/inner`)."""
     pairs = []
     for key, value in values.items():
         if isinstance(value, dict):
@@ -67,6 +85,25 @@ def diagnostics_message(
                       for inner, v in sorted(value.items())]
         else:
             pairs.append(KeyValue(key=key, value=_value(value)))
-    status = DiagnosticStatus(level=level, name=name, message=summary, hardware_id=hardware_id,
-                              values=pairs)
-    return DiagnosticArray(header=Header(stamp=header_stamp), status=[status])
+    return DiagnosticStatus(level=bytes([level]), name=name, message=summary,
+                            hardware_id=hardware_id, values=pairs)
+
+
+def diagnostics_array(stamp, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    """The `/diagnostics` message of one report."""
+    return DiagnosticArray(header=Header(stamp=stamp), status=statuses)
+
+
+def camera_info_for(header: Header, info: CameraInfo,
+                    size: tuple[int, int] | None = None) -> CameraInfo:
+    """The camera's calibration with an answered frame's header, so it pairs with the
+    outputs of that frame (image_geometry and RViz match them by stamp); with `size`
+    (height, width) that of the frame resized to it, as a model-resolution score is."""
+    answered = copy.copy(info)
+    answered.header = header
+    if size is not None and (info.height, info.width) != tuple(size) and info.height > 0 \
+            and info.width > 0:
+        answered.k, answered.p = scale_intrinsics(info.k, info.p, (info.height, info.width),
+                                                  size)
+        answered.height, answered.width = size
+    return answered

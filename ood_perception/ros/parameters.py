@@ -10,21 +10,27 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ood_perception.backends import BACKENDS, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
+from ood_perception.core.health import HealthLimits
+from ood_perception.core.pipeline import SCORE_SIZES
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.s2m import REFINE_MODES
+from ood_perception.models.s2m.proposals import ProposalConfig
 
 NODE_NAME = "ood_perception_node"
 # Params files written here key their parameters to any node, so they still apply when the
 # node runs in a namespace or under another name.
 PARAMS_FILE_KEY = "/**"
 TRANSPORTS = ("raw", "compressed")
+# Input QoS presets by name (the node maps each to its profile); `qos_overrides.<topic>.*`
+# parameters refine them per topic.
 INPUT_QOS = ("sensor_data", "reliable")
-OUTPUTS = ("anomaly_score", "obstacle_mask", "overlay", "semantic")
 # ROS name tokens: ASCII letters, digits and underscores, not starting with a digit.
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOPIC = re.compile(rf"(~/|/)?{_TOKEN}(/{_TOKEN})*")
@@ -38,17 +44,22 @@ class ParameterSpec:
     kind: str  # "string", "double", "integer", "bool", "string_array", "integer_array"
     description: str
     read_only: bool = False
-    # Inclusive (low, high) of a double; the node declares it as the descriptor's range, so
+    # Inclusive (low, high) of a number; the node declares it as the descriptor's range, so
     # `ros2 param describe` shows it and rclpy refuses values outside it.
     bounds: tuple[float, float] | None = None
+    # The values a string may take; `ros2 param describe` lists them as its constraints.
+    choices: tuple[str, ...] | None = None
 
 
+# Upper bounds of the integer parameters: a 100-megapixel frame, a 1000-pixel reach.
+MAX_PIXELS = 100_000_000
+MAX_DILATION = 1000
 # Name -> spec. Read-only parameters need a restart; the others apply on `ros2 param set`.
 PARAMETERS: dict[str, ParameterSpec] = {
     "model_path": ParameterSpec("", "string", "exported contract model (.onnx; .pt for torch)",
                                 read_only=True),
-    "backend": ParameterSpec("onnxruntime", "string",
-                             "inference runtime: " + ", ".join(sorted(BACKENDS)), read_only=True),
+    "backend": ParameterSpec("onnxruntime", "string", "inference runtime", read_only=True,
+                             choices=tuple(sorted(BACKENDS))),
     "device": ParameterSpec("cpu", "string", DEVICE_HELP, read_only=True),
     "precision": ParameterSpec("", "string",
                                "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
@@ -62,22 +73,48 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                   "from the topic names", read_only=True),
     "input_transport": ParameterSpec("raw", "string",
                                      "raw: Image on the topic; compressed: CompressedImage on "
-                                     "<topic>/compressed", read_only=True),
+                                     "<topic>/compressed", read_only=True, choices=TRANSPORTS),
     "input_qos": ParameterSpec("sensor_data", "string",
-                               "sensor_data (best effort, depth 1) or reliable", read_only=True),
+                               "sensor_data (best effort, depth 1) or reliable (depth 1); "
+                               "qos_overrides.<topic>.subscription.* refine it",
+                               read_only=True, choices=INPUT_QOS),
     "score_threshold": ParameterSpec(math.nan, "double",
                                      "pixels scoring above are obstacles; NaN: midpoint of the "
                                      "model's score_range"),
-    "min_obstacle_area": ParameterSpec(100, "integer", "smallest obstacle blob in pixels"),
+    "min_obstacle_area": ParameterSpec(100, "integer", "smallest obstacle blob in pixels",
+                                       bounds=(0, MAX_PIXELS)),
     "gating_classes": ParameterSpec([], "integer_array",
                                     "keep obstacles only on or next to these class ids "
                                     "(Cityscapes: road 0); empty: no gating"),
-    "gating_dilation": ParameterSpec(0, "integer", "'next to': pixels the gating region grows"),
+    "gating_dilation": ParameterSpec(0, "integer", "'next to': pixels the gating region grows",
+                                     bounds=(0, MAX_DILATION)),
     "publish_score": ParameterSpec(True, "bool", "publish ~/anomaly_score (32FC1)"),
     "publish_mask": ParameterSpec(True, "bool", "publish ~/obstacle_mask (mono8 0/255)"),
     "publish_overlay": ParameterSpec(True, "bool",
                                      "publish ~/overlay (bgr8), rendered only while subscribed"),
     "publish_semantic": ParameterSpec(False, "bool", "publish ~/semantic (mono8 class ids)"),
+    "score_resolution": ParameterSpec("frame", "string",
+                                      "~/anomaly_score at the camera's size (frame) or the "
+                                      "model's input size (model: ~/score_camera_info matches "
+                                      "it)", choices=SCORE_SIZES),
+    "refine": ParameterSpec("none", "string",
+                            "none: the thresholded score is the obstacle mask; s2m: SAM's "
+                            "masks of box prompts from the score are", read_only=True,
+                            choices=REFINE_MODES),
+    "sam_model_path": ParameterSpec("", "string",
+                                    "refine s2m: SAM image-encoder graph from `ood-perception "
+                                    "export --model sam-...` (its decoder beside it)",
+                                    read_only=True),
+    "s2m_detector_path": ParameterSpec("", "string",
+                                       "refine s2m: S2M's detectron2 box detector checkpoint "
+                                       "(empty: box prompts from the score's components)",
+                                       read_only=True),
+    "s2m_score_scale": ParameterSpec(1.0, "double",
+                                     "refine s2m: the detector sees the score times this",
+                                     read_only=True, bounds=(1e-6, 1e6)),
+    "s2m_max_boxes": ParameterSpec(ProposalConfig.max_boxes, "integer",
+                                   "refine s2m: component box prompts per frame",
+                                   read_only=True, bounds=(1, 1000)),
     "max_frame_age": ParameterSpec(0.0, "double",
                                    "drop frames older than this many seconds (stamp vs node "
                                    "clock); 0: never"),
@@ -87,6 +124,14 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                 "batch them together", bounds=(0.0, 1.0)),
     "diagnostics_period": ParameterSpec(1.0, "double", "seconds between /diagnostics messages",
                                         read_only=True, bounds=(0.01, 3600.0)),
+    "min_rate_hz": ParameterSpec(0.0, "double",
+                                 "answered frames per second below which a camera is ERROR in "
+                                 "/diagnostics (it is also ERROR when stalled); 0: off",
+                                 bounds=(0.0, 1000.0)),
+    "max_latency_ms": ParameterSpec(0.0, "double",
+                                    "latency p90 (node clock - header stamp) above which a "
+                                    "camera is WARN in /diagnostics; 0: off",
+                                    bounds=(0.0, 600000.0)),
 }
 PUBLISH_SWITCHES = {"anomaly_score": "publish_score", "obstacle_mask": "publish_mask",
                     "overlay": "publish_overlay", "semantic": "publish_semantic"}
@@ -99,6 +144,46 @@ def _camera_name(topic: str) -> str:
                "compressed"}
     meaningful = [part for part in parts if part not in generic]
     return (meaningful or parts or ["camera"])[-1]
+
+
+# The parameters `RefineSettings` holds (refine none: all at their defaults).
+REFINE_PARAMETERS = ("refine", "sam_model_path", "s2m_detector_path", "s2m_score_scale",
+                     "s2m_max_boxes")
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """S2M refinement as the node's parameters set it (the runtime opens the refiner)."""
+
+    sam_model_path: str
+    detector_path: str  # empty: box prompts from the score's components
+    score_scale: float
+    max_boxes: int
+
+    def parameter_values(self) -> dict[str, Any]:
+        return {"refine": "s2m", "sam_model_path": self.sam_model_path,
+                "s2m_detector_path": self.detector_path, "s2m_score_scale": self.score_scale,
+                "s2m_max_boxes": self.max_boxes}
+
+
+def _refine_settings(checked: dict[str, Any]) -> RefineSettings | None:
+    """The refine parameters, checked: SAM's graph must exist when refining, and the SAM and
+    detector paths mean nothing without it."""
+    if checked["refine"] == "none":
+        used = [name for name in ("sam_model_path", "s2m_detector_path") if checked[name]]
+        if used:
+            raise ConfigurationError(f"parameter(s) {', '.join(used)} need refine s2m")
+        return None
+    if not checked["sam_model_path"]:
+        raise ConfigurationError("parameter refine s2m needs sam_model_path (SAM's graphs "
+                                 "from `ood-perception export --model sam-vit-b` or mobile-sam)")
+    for name in ("sam_model_path", "s2m_detector_path"):
+        if checked[name] and not Path(checked[name]).is_file():
+            raise ConfigurationError(f"parameter {name}: file not found: {checked[name]}")
+    return RefineSettings(sam_model_path=checked["sam_model_path"],
+                          detector_path=checked["s2m_detector_path"],
+                          score_scale=checked["s2m_score_scale"],
+                          max_boxes=checked["s2m_max_boxes"])
 
 
 @dataclass(frozen=True)
@@ -121,6 +206,9 @@ class NodeConfig:
     diagnostics_period: float = 1.0
     # The raw threshold value; NaN means "the model's score_range midpoint".
     score_threshold: float = math.nan
+    health: HealthLimits = field(default_factory=HealthLimits)
+    score_resolution: str = "frame"
+    refine: RefineSettings | None = None
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -137,9 +225,10 @@ class NodeConfig:
 
         if not checked["model_path"]:
             raise ConfigurationError("parameter model_path is required (an exported .onnx model)")
-        if checked["backend"] not in BACKENDS:
-            raise ConfigurationError(f"parameter backend must be one of "
-                                     f"{', '.join(sorted(BACKENDS))}, got {checked['backend']!r}")
+        for name, spec in PARAMETERS.items():
+            if spec.choices is not None and checked[name] not in spec.choices:
+                raise ConfigurationError(f"parameter {name} must be one of "
+                                         f"{', '.join(spec.choices)}, got {checked[name]!r}")
         parse_device(checked["device"], "parameter device")
         allowed = PRECISIONS[checked["backend"]]
         if checked["precision"] and checked["precision"] not in allowed:
@@ -148,10 +237,6 @@ class NodeConfig:
                                      f"{checked['backend']}, got {checked['precision']!r}")
         if checked["build_only"] and checked["backend"] != "tensorrt":
             raise ConfigurationError("parameter build_only applies only to backend tensorrt")
-        for name, choices in (("input_transport", TRANSPORTS), ("input_qos", INPUT_QOS)):
-            if checked[name] not in choices:
-                raise ConfigurationError(f"parameter {name} must be one of {', '.join(choices)}, "
-                                         f"got {checked[name]!r}")
         topics = tuple(checked["image_topics"])
         if not topics or any(not _valid_topic(topic) for topic in topics):
             raise ConfigurationError(f"parameter image_topics must list valid topic names, "
@@ -176,6 +261,7 @@ class NodeConfig:
                 raise ConfigurationError(f"parameter {name} must be within {spec.bounds[0]:g}.."
                                          f"{spec.bounds[1]:g}, got {checked[name]}")
         return cls(
+            score_resolution=checked["score_resolution"], refine=_refine_settings(checked),
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
             build_only=checked["build_only"], image_topics=topics, camera_names=names,
@@ -185,6 +271,8 @@ class NodeConfig:
             max_frame_age=checked["max_frame_age"], batch_wait=checked["batch_wait"],
             diagnostics_period=checked["diagnostics_period"],
             score_threshold=checked["score_threshold"],
+            health=HealthLimits(min_rate_hz=checked["min_rate_hz"],
+                                max_latency_ms=checked["max_latency_ms"]),
         )
 
     def with_runtime_values(self, values: dict[str, Any], info: ModelInfo | None) -> NodeConfig:
@@ -211,6 +299,10 @@ class NodeConfig:
             **{switch: self.publish[output] for output, switch in PUBLISH_SWITCHES.items()},
             "max_frame_age": self.max_frame_age, "batch_wait": self.batch_wait,
             "diagnostics_period": self.diagnostics_period,
+            "min_rate_hz": self.health.min_rate_hz, "max_latency_ms": self.health.max_latency_ms,
+            "score_resolution": self.score_resolution,
+            **(self.refine.parameter_values() if self.refine else {
+                name: PARAMETERS[name].default for name in REFINE_PARAMETERS}),
         }
 
     def backend_options(self) -> dict[str, Any]:
@@ -232,6 +324,11 @@ class NodeConfig:
         if len(self.image_topics) == 1:
             return f"~/{output}"
         return f"~/{self.camera_names[index]}/{output}"
+
+    def camera_info_topic(self, index: int) -> str:
+        """The camera's `camera_info`, beside its image topic (image_transport's rule)."""
+        parent, slash, _ = self.image_topics[index].rpartition("/")
+        return f"{parent}{slash}camera_info"
 
 
 def resolved_threshold(threshold: float, info: ModelInfo | None,
@@ -315,4 +412,5 @@ def describe(config: NodeConfig) -> str:
     cameras = ", ".join(f"{name}<-{config.input_topic(i)}"
                         for i, name in enumerate(config.camera_names))
     return (f"backend {config.backend} on {config.device}, cameras {cameras}, "
-            f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}")
+            f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}, score at "
+            f"{config.score_resolution} size, refine {'s2m' if config.refine else 'none'}")

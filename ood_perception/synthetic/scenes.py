@@ -18,12 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
 from ood_perception.synthetic.anomalies import AnomalyFamily, families, make_cutout
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN = 0, 1, 2, 3, 4, 5, 6, 7
 VEGETATION, TERRAIN, SKY, PERSON, CAR, TRUCK, BUS, BICYCLE = 8, 9, 10, 11, 13, 14, 15, 18
-VOID = 255
+VOID = IGNORE_LABEL
 ANOMALY = 254  # internal label while painting; becomes VOID in `semantic`
 NEAR = 1.0  # metres: nearer geometry is clipped
 # Obstacles are placed no farther than where they look this many pixels tall.

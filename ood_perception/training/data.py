@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ood_perception.contract import CITYSCAPES_CLASSES
+from ood_perception.contract import CITYSCAPES_CLASSES, IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
-from ood_perception.evaluation.datasets import IMAGE_SUFFIXES, read_label, read_rgb
+from ood_perception.evaluation.datasets import read_label
+from ood_perception.io.images import IMAGE_SUFFIXES, read_rgb
 from ood_perception.training.negatives import NegativeSet, paste_objects
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 # Held-out scene seeds start here; training scenes use seed * 1000003 + i.
 VALIDATION_SEED = 900_000_000
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.models.uem.heads import GMMSegHead
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass(frozen=True)

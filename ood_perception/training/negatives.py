@@ -17,8 +17,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ood_perception.contract import IGNORE_LABEL
 from ood_perception.errors import ConfigurationError
-from ood_perception.evaluation.datasets import IMAGE_SUFFIXES, read_rgb
+from ood_perception.io.images import IMAGE_SUFFIXES, read_rgb
 from ood_perception.synthetic.anomalies import families, make_cutout
 from ood_perception.synthetic.scenes import paste
 
@@ -232,5 +233,5 @@ def paste_objects(rgb: np.ndarray, negatives: NegativeSet, rng: np.random.Genera
         obj_w, obj_h = int(round(obj_w * grow)), int(round(obj_h * grow))
         paste(canvas, target, cutout, x - obj_w // 2, y - obj_h, obj_w, obj_h, 1)
     if ignore is not None:
-        target[ignore & (target == 0)] = 255
+        target[ignore & (target == 0)] = IGNORE_LABEL
     return np.clip(canvas, 0, 255).astype(np.uint8), target

@@ -1,10 +1,11 @@
-"""Two-stage UEM training (seed 000 sections 3.3-3.6) in plain PyTorch, CPU or CUDA.
+"""Two-stage UEM training (Nayal et al., A Likelihood Ratio-Based Approach to Segmenting
+Unknown Objects, sections 3.3-3.6) in plain PyTorch, CPU or CUDA.
 
 Stage 1 trains the inlier segmentor (ViT + FPN + head) with cross-entropy (plus the GMMSeg
 contrast term for a GMM head). Stage 2 freezes it and trains the UEM (projector + 2-way head)
 on inlier images with pasted negative objects, with BCE on the LLR score plus, for a GMM
 head, its cross-entropy and contrast terms. Checkpoints use the official Lightning layout, so
-`ood-perception export` and `models/uem_checkpoints.py` read them like the released ones.
+`ood-perception export` and `models/uem/checkpoints.py` read them like the released ones.
 """
 
 from __future__ import annotations

@@ -122,6 +122,15 @@ def test_device_choice():
     assert providers == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
 
 
+def test_intra_op_threads_do_not_spin_unless_asked(tiny_model_path: Path):
+    key = "session.intra_op.allow_spinning"
+    for options, expected in [({}, "0"), ({"spin_wait": True}, "1")]:
+        backend = OnnxRuntimeBackend(tiny_model_path, **options)
+        assert backend._session.get_session_options().get_session_config_entry(key) == expected
+        assert backend.run(magenta_batch(1)).anomaly_score.shape == (1, 64, 96)
+        backend.close()
+
+
 def test_bad_options(tiny_model_path: Path):
     with pytest.raises(ConfigurationError, match="intra_op_threads"):
         OnnxRuntimeBackend(tiny_model_path, intra_op_threads=-1)

@@ -60,6 +60,7 @@ def test_every_case_has_positive_stage_times(tiny_report) -> None:
     assert cases["uem-official"]["precision"] == "fp32"
     assert cases["uem-single-cameras"]["cameras"] == 2
     assert cases["uno"]["model"] == "uno-m2f-swin-t"
+    assert cases["dood"]["model"] == "dood-uem-dinov2-s"
     agreement = cases["uem-tiled"]["agreement_with_official"]
     assert agreement["max_rel"] < 1e-3 and agreement["mask_iou"] > 0.99
 
@@ -145,3 +146,15 @@ def test_tiny_benchmark_on_cuda(benchmark_command, tmp_path: Path) -> None:
     assert tiled["precision"] == "fp16" and tiled["cuda_graphs"]
     assert tiled["stages_ms"]["upload"] > 0
     assert report["cases"]["uem-official"]["cuda_graphs"] is False
+
+
+def test_s2m_cases_report_their_refinement_stages(tiny_report) -> None:
+    report, markdown, _ = tiny_report
+    for name, variant in (("s2m", "sam-vit-b"), ("s2m-mobile", "mobile-sam")):
+        case = report["cases"][name]
+        assert case["sam_model"] == variant
+        assert set(case["refine_ms"]) == {"sam_encoder", "box_prompts", "sam_decoder", "merge"}
+        assert case["refine_ms"]["sam_encoder"] > 0
+        assert case["iteration_ms"] > case["stages_ms"]["inference"] + case["refine_ms"][
+            "sam_encoder"]
+        assert f"{name} ({variant}): S2M refinement" in markdown

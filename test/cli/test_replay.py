@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ood_perception.cli.main import main
-from ood_perception.cli.replay import output_namespaces
 from ood_perception.io import rosbag as rosbag_io
+from ood_perception.io.replay import output_namespaces
 
 STAMP0 = 1_700_000_000_123_000_000
 ROOT = Path(__file__).resolve().parents[2]

@@ -169,3 +169,72 @@ def test_full_hd_decode():
     elapsed = time.perf_counter() - start
     np.testing.assert_array_equal(rgb, bgr[:, :, ::-1])
     assert elapsed < 1.0
+
+
+@pytest.mark.parametrize(("encoding", "array"), [
+    ("32FC1", np.linspace(-3, 7, 12, dtype=np.float32).reshape(3, 4)),
+    ("mono8", np.arange(12, dtype=np.uint8).reshape(3, 4)),
+    ("bgr8", np.arange(36, dtype=np.uint8).reshape(3, 4, 3))])
+def test_outputs_decode_back_to_what_was_encoded(encoding, array):
+    from ood_perception.core.codec import decode_output
+
+    step, data = encode_image(array, encoding)
+    assert np.array_equal(decode_output(encoding, 3, 4, step, data), array)
+    swapped = array.byteswap() if array.dtype.itemsize > 1 else array
+    assert np.array_equal(decode_output(encoding, 3, 4, step, swapped.tobytes(), 1), array)
+
+
+def bayer_mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The HxW mosaic a sensor with `pattern` (e.g. "rggb": R G / G B) records of `rgb`."""
+    channel = {"r": 0, "g": 1, "b": 2}
+    mosaic = np.empty(rgb.shape[:2], np.uint8)
+    for index, letter in enumerate(pattern):
+        row, col = divmod(index, 2)
+        mosaic[row::2, col::2] = rgb[row::2, col::2, channel[letter]]
+    return mosaic
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_patterns_recover_the_colour(pattern: str):
+    rgb = np.empty((8, 10, 3), np.uint8)
+    rgb[:] = (200, 90, 20)
+    mosaic = bayer_mosaic(rgb, pattern)
+    step, data = padded(mosaic[:, :, None], 3)
+    decoded = decode_image(f"bayer_{pattern}8", 8, 10, step, data)
+    np.testing.assert_array_equal(decoded[2:-2, 2:-2], rgb[2:-2, 2:-2])
+
+
+@pytest.mark.parametrize("big_endian", [0, 1])
+def test_16_bit_keeps_the_high_byte(big_endian: int):
+    grey = RNG.integers(0, 256, (4, 6), dtype=np.uint16)
+    values = (grey << 8) | RNG.integers(0, 256, (4, 6), dtype=np.uint16)  # low byte: noise
+    data = values.astype(">u2" if big_endian else "<u2").tobytes()
+    for encoding in ("mono16", "16UC1"):
+        decoded = decode_image(encoding, 4, 6, 12, data, big_endian)
+        np.testing.assert_array_equal(decoded, np.repeat(grey[:, :, None], 3, 2).astype(np.uint8))
+
+
+def test_bayer16_is_scaled_then_demosaiced():
+    rgb = np.empty((6, 8, 3), np.uint8)
+    rgb[:] = (30, 160, 240)
+    mosaic = bayer_mosaic(rgb, "grbg").astype("<u2") * 257
+    decoded = decode_image("bayer_grbg16", 6, 8, 16, mosaic.tobytes())
+    np.testing.assert_array_equal(decoded[2:-2, 2:-2], rgb[2:-2, 2:-2])
+
+
+def test_nv21_matches_the_planar_cv2_reference():
+    rgb = random_rgb(6, 8)
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # Y (6 rows), U (3x4), V (3x4) flattened
+    y, rest = i420[:6], i420[6:].reshape(-1)
+    u, v = rest[:12].reshape(3, 4), rest[12:].reshape(3, 4)
+    vu = np.empty((3, 8), np.uint8)
+    vu[:, 0::2], vu[:, 1::2] = v, u
+    step, data = padded(np.concatenate([y, vu])[:, :, None], 4)
+    decoded = decode_image("nv21", 6, 8, step, data)
+    np.testing.assert_array_equal(decoded, cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420))
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image("nv21", 5, 8, 8, bytes(8 * 7))
+    assert caught.value.reason == "odd_height"
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image("nv21", 6, 8, 8, bytes(48))  # the Y plane alone
+    assert caught.value.reason == "bad_data_length"

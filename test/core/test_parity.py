@@ -4,8 +4,9 @@ Tolerances per precision are `ood_perception.core.parity.TOLERANCES`: max score 
 the reference's score spread, obstacle-mask IoU (top 5% of the reference's pixels) and
 class agreement. The CPU variant (torch bf16, onnxruntime) runs everywhere; the GPU variant
 adds torch CUDA fp32 / fp16 / bf16 with CUDA graphs, onnxruntime's CUDA provider where
-installed and TensorRT where importable, for UEM (tiny, and ViT-B at the official window)
-and UNO (Swin-T). With OOD_PARITY_REPORT=path each comparison is appended there as JSON.
+installed and TensorRT where importable, for UEM (tiny, and ViT-B at the official window),
+DOoD (its diffusion score on the tiny UEM segmentor) and UNO (Swin-T). With
+OOD_PARITY_REPORT=path each comparison is appended there as JSON.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ from ood_perception.models.registry import ExportRequest, build_model
 
 UEM_TINY = ExportRequest(model="uem-dinov2-s", variant="gg", random_init=True,
                          input_size=(70, 126), window=(56, 84), stride=28)
+DOOD_TINY = replace(UEM_TINY, model="dood-uem-dinov2-s", variant=None, timesteps=5)
 CPU_MODELS = {
     "uem-tiny": UEM_TINY,
+    "dood-tiny": DOOD_TINY,
     "uno-swin-t": ExportRequest(model="uno-m2f-swin-t", random_init=True, input_size=(64, 128)),
 }
 GPU_MODELS = {
     "uem-tiny": UEM_TINY,
+    "dood-tiny": DOOD_TINY,
     "uem-tiny-dd": replace(UEM_TINY, variant="dd"),
     # Two official 518x1036 windows side by side, batched.
     "uem-vit-b": ExportRequest(model="uem-dinov2-b", variant="dd", random_init=True,

@@ -1,4 +1,5 @@
-"""Pipeline through the tiny ONNX model: detection in place, mixed sizes, config swaps."""
+"""Pipeline through the tiny ONNX model: detection in place, mixed sizes, config swaps, the
+outputs asked for per frame, BGR frames, and the tensor path against the host path."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ import pytest
 from tiny_model import ROAD_ID, SKY_ID, TinyMagentaModel, export_tiny_model
 
 from ood_perception.backends.onnxruntime import OnnxRuntimeBackend
-from ood_perception.core.pipeline import GPU_STAGES, STAGES, Pipeline, runs_on_gpu
+from ood_perception.core.frames import BgrFrame
+from ood_perception.core.message_buffers import message_bytes
+from ood_perception.core.pipeline import (
+    ALL_OUTPUTS,
+    GPU_STAGES,
+    STAGES,
+    Outputs,
+    Pipeline,
+    runs_on_gpu,
+)
 from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.core.preprocess import make_batch
 from ood_perception.errors import ConfigurationError
 
 
@@ -143,3 +154,87 @@ def test_gpu_path_matches_host_path(pipeline: Pipeline, precision: str):
     gpu_pipeline = Pipeline(backend, pipeline.config)
     assert runs_on_gpu(backend)
     check_tensor_path_matches_host_path(pipeline, gpu_pipeline)
+    tensor_path_outputs_match(pipeline, gpu_pipeline)
+
+
+def bgr(frame: np.ndarray) -> BgrFrame:
+    """The frame as a bgr8 camera would send it."""
+    return BgrFrame(np.ascontiguousarray(frame[:, :, ::-1]))
+
+
+def test_outputs_default_is_everything_at_frame_size(pipeline: Pipeline):
+    [result] = pipeline.process([scene(120, 160, (40, 40, 40, 40))], ALL_OUTPUTS)
+    assert result.anomaly_score.shape == result.semantic.shape == result.mask.shape == (120, 160)
+    assert result.overlay is None and len(result.obstacles) == 1
+    for array in (result.anomaly_score, result.semantic, result.mask):
+        assert message_bytes(array) is not None  # message-ready: no copy to publish
+
+
+def test_only_the_outputs_asked_for_are_made(pipeline: Pipeline):
+    frame = scene(480, 640, (200, 100, 120, 90))
+    [full] = pipeline.process([frame])
+    model_size = Outputs(score="model", semantic=False)
+    nothing = Outputs(score=None, semantic=False, obstacles=False)
+    small, bare = pipeline.process([frame, frame], [model_size, nothing])
+    assert small.anomaly_score.shape == pipeline.backend.info.input_size and small.semantic is None
+    batch = make_batch([frame], pipeline.backend.info.input_size)
+    np.testing.assert_array_equal(small.anomaly_score,
+                                  pipeline.backend.run(batch).anomaly_score[0])
+    np.testing.assert_array_equal(small.mask, full.mask)
+    assert small.obstacles == full.obstacles
+    assert bare.anomaly_score is None and bare.semantic is None and bare.mask is None
+    assert bare.obstacles == [] and set(bare.timings) == set(STAGES)
+    with pytest.raises(ConfigurationError, match="one per frame"):
+        pipeline.process([frame, frame], [nothing])
+    with pytest.raises(ConfigurationError, match="Outputs.score"):
+        Outputs(score="half")
+    with pytest.raises(ConfigurationError, match="overlay needs"):
+        pipeline.overlay(frame, small)
+
+
+def test_bgr_frames_give_the_same_results(pipeline: Pipeline):
+    frames = [scene(480, 640, (200, 100, 120, 90)), scene(1080, 1920, (900, 400, 200, 160))]
+    wanted = Outputs(overlay=True)
+    for ours, theirs, frame in zip(pipeline.process([bgr(f) for f in frames], wanted),
+                                   pipeline.process(frames, wanted), frames, strict=True):
+        np.testing.assert_array_equal(ours.anomaly_score, theirs.anomaly_score)
+        np.testing.assert_array_equal(ours.mask, theirs.mask)
+        np.testing.assert_array_equal(ours.overlay, theirs.overlay)
+        assert ours.obstacles == theirs.obstacles and len(ours.obstacles) == 1
+        np.testing.assert_array_equal(ours.overlay, pipeline.overlay(frame, theirs))
+        assert "overlay" in ours.timings
+
+
+def tensor_path_outputs_match(host: Pipeline, tensor: Pipeline) -> None:
+    """The tensor path against the host path for every kind of Outputs, with BGR frames and
+    gating: the mask comes from thresholding and gating on the device."""
+    frames = [scene(480, 640, (200, 300, 120, 90)), bgr(scene(720, 1280, (900, 400, 200, 160))),
+              scene(64, 96, (10, 40, 20, 20)), scene(480, 640, (20, 20, 60, 60))]
+    config = PostprocessConfig(score_threshold=0.5, min_obstacle_area=20,
+                               gating_classes=(ROAD_ID,), gating_dilation=12)
+    host.update_config(config)
+    tensor.update_config(config)
+    for wanted in [ALL_OUTPUTS, Outputs(score="model", semantic=False, overlay=True),
+                   Outputs(score=None, semantic=True, obstacles=False)]:
+        for a, b in zip(host.process(frames, wanted), tensor.process(frames, wanted),
+                        strict=True):
+            for name in ("anomaly_score", "semantic", "mask", "overlay"):
+                ours, theirs = getattr(b, name), getattr(a, name)
+                assert (ours is None) == (theirs is None), name
+                if ours is not None:
+                    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, name
+            if wanted.score:
+                assert np.abs(a.anomaly_score - b.anomaly_score).mean() < 0.01
+            if wanted.semantic:
+                assert (a.semantic == b.semantic).mean() > 0.999
+            if wanted.obstacles:
+                assert (a.mask == b.mask).mean() > 0.995
+                assert len(a.obstacles) == len(b.obstacles)
+                for mine, theirs in zip(b.obstacles, a.obstacles, strict=True):
+                    assert np.abs(np.subtract(mine.bbox, theirs.bbox)).max() <= 3
+    assert [len(r.obstacles) for r in tensor.process(frames)] == [1, 1, 1, 0]  # last: sky
+
+
+def test_tensor_path_outputs_on_cpu_match_host_path(pipeline: Pipeline):
+    tensor_path_outputs_match(
+        pipeline, Pipeline(torch_tiny_backend(), pipeline.config, tensor_path=True))

@@ -1,4 +1,5 @@
-"""postprocess: threshold, min area, gating with dilation, component stats, overlay, config."""
+"""postprocess: threshold, min area, gating with dilation, component stats, overlay, config;
+the model-resolution path against the full-size one."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
+from ood_perception.core.frames import BgrFrame
 from ood_perception.core.postprocess import (
     PostprocessConfig,
     normalise_score,
     postprocess,
+    postprocess_model_map,
     render_overlay,
 )
+from ood_perception.core.preprocess import resize_classes, resize_score
 from ood_perception.errors import ConfigurationError
 
 
@@ -170,6 +174,8 @@ def test_render_overlay_shape_dtype_and_contour():
     assert overlay.shape == (40, 60, 3) and overlay.dtype == np.uint8
     assert tuple(overlay[5, 10]) == (0, 0, 255)  # red contour on the blob's corner (BGR)
     assert tuple(overlay[25, 30]) != tuple(overlay[10, 15])  # colours follow the score
+    np.testing.assert_array_equal(
+        render_overlay(BgrFrame(rgb[:, :, ::-1]), score, result.mask, (0.0, 1.0)), overlay)
     with pytest.raises(ConfigurationError):
         render_overlay(rgb, score, result.mask, alpha=1.5)
 
@@ -185,3 +191,84 @@ def test_full_hd_postprocess_is_fast():
     elapsed_ms = (time.perf_counter() - start) * 1000
     assert len(result.obstacles) == 1 and result.obstacles[0].area == 200 * 300
     assert elapsed_ms < 200
+
+
+def model_map(shape: tuple[int, int], seed: int, blobs: int) -> np.ndarray:
+    """A smooth low background (< 0.3) with `blobs` peaks up to ~1 at random places."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    score = rng.random(shape, dtype=np.float32) * 0.3
+    for _ in range(blobs):
+        centre = rng.random(2) * shape
+        radius = rng.uniform(1.0, 6.0)
+        peak = np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / radius ** 2)
+        score = np.maximum(score, rng.uniform(0.6, 1.2) * peak)
+    return score
+
+
+def check_model_map_matches_full_size(score, semantic, size, config):
+    """postprocess_model_map == postprocess of the resized maps, but for pixels within 1e-5
+    of the threshold (the stated tolerance: OpenCV's float32 resize rounds there)."""
+    full_score = resize_score(score, size)
+    full_classes = resize_classes(semantic, size) if semantic is not None else None
+    reference = postprocess(full_score, full_classes, config)
+    ours = postprocess_model_map(score, semantic, size, config)
+    assert ours.mask.shape == size and ours.mask.dtype == np.uint8
+    differs = ours.mask != reference.mask
+    assert np.all(np.abs(full_score[differs] - config.score_threshold) < 1e-5)
+    if not differs.any():
+        assert [(o.area, o.bbox) for o in ours.obstacles] == [
+            (o.area, o.bbox) for o in reference.obstacles]
+        for mine, theirs in zip(ours.obstacles, reference.obstacles, strict=True):
+            assert mine.centroid == pytest.approx(theirs.centroid)
+            assert mine.score_max == pytest.approx(theirs.score_max, abs=1e-6)
+            assert mine.score_mean == pytest.approx(theirs.score_mean, abs=1e-5)
+    return ours, reference
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_model_map_postprocess_matches_full_size(seed: int):
+    shape, size = [((37, 66), (1080, 1920)), ((64, 96), (480, 640)), ((52, 92), (100, 180)),
+                   ((64, 96), (64, 96))][seed % 4]
+    score = model_map(shape, seed, blobs=seed % 3 + 1)
+    semantic = np.where(np.arange(shape[0])[:, None] < shape[0] // 2, 10, 0).astype(np.uint8)
+    semantic = np.broadcast_to(semantic, shape).copy()
+    gated = {"gating_classes": (0,), "gating_dilation": [0, 3, 25][seed % 3]} if seed > 3 \
+        else {}
+    config = PostprocessConfig(0.5, min_obstacle_area=[0, 20, 60][seed % 3], **gated)
+    ours, reference = check_model_map_matches_full_size(score, semantic, size, config)
+    assert reference.obstacles or gated  # the ungated maps do hold obstacles
+
+
+def test_model_map_postprocess_past_the_window_limit_uses_the_full_maps():
+    score = np.zeros((37, 66), np.float32)
+    score[0:3, 0:3] = score[-3:, -3:] = 1.0  # opposite corners: the window is the frame
+    ours, _ = check_model_map_matches_full_size(score, None, (1080, 1920),
+                                                PostprocessConfig(0.5, min_obstacle_area=10))
+    assert len(ours.obstacles) == 2
+
+
+def test_model_map_postprocess_without_anomalies_fills_nothing():
+    mask = np.zeros((1080, 1920), np.uint8)
+    score = np.full((37, 66), 0.5, np.float32)  # equal to the threshold: strict
+    score[3, 3] = np.nan
+    result = postprocess_model_map(score, None, (1080, 1920), PostprocessConfig(0.5), mask=mask)
+    assert result.mask is mask and not mask.any() and result.obstacles == []
+    with pytest.raises(ConfigurationError, match="semantic shape"):
+        postprocess_model_map(score, np.zeros((10, 10), np.uint8), (1080, 1920),
+                              PostprocessConfig(0.5))
+
+
+def test_model_map_postprocess_is_cheap_without_obstacles():
+    score = model_map((518, 924), 0, blobs=0)
+    config = PostprocessConfig(0.5, min_obstacle_area=50)
+    postprocess_model_map(score, None, (1080, 1920), config)
+    start = time.perf_counter()
+    for _ in range(5):
+        postprocess_model_map(score, None, (1080, 1920), config)
+    model_ms = (time.perf_counter() - start) / 5 * 1000
+    start = time.perf_counter()
+    for _ in range(5):
+        postprocess(resize_score(score, (1080, 1920)), None, config)
+    full_ms = (time.perf_counter() - start) / 5 * 1000
+    assert model_ms < full_ms

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ood_perception.core.stats import RunningStats
+from ood_perception.core.stats import SEQUENCE_UNSUPPORTED, RunningStats, SequenceGaps
 from ood_perception.errors import ConfigurationError
 
 
@@ -82,3 +82,28 @@ def test_thread_safe_counts():
 def test_bad_settings(window: float, samples: int):
     with pytest.raises(ConfigurationError):
         RunningStats(window_s=window, max_samples=samples)
+
+
+def test_received_messages_and_their_age():
+    clock = FakeClock()
+    stats = RunningStats(clock=clock)
+    assert math.isnan(stats.snapshot()["received_age_s"])
+    stats.record_received()
+    clock.now += 2.5
+    snapshot = stats.snapshot()
+    assert snapshot["received_total"] == 1 and snapshot["received_age_s"] == 2.5
+    stats.record_drop("superseded", 0)
+    assert stats.snapshot()["drops"] == {}
+
+
+def test_sequence_gaps_count_lost_samples_once():
+    gaps = SequenceGaps()
+    assert gaps.observe(5) == 0  # baseline: earlier samples predate the subscription
+    assert gaps.observe(6) == 0
+    assert gaps.observe(10) == 3
+    assert gaps.observe(2) == 0  # a restarted publisher counts from 1 again
+    assert gaps.observe(4) == 1
+    assert gaps.observe(None) == 0 and gaps.observe(SEQUENCE_UNSUPPORTED) == 0
+    assert gaps.observe(5) == 0
+    gaps.reset()
+    assert gaps.observe(50) == 0 and gaps.observe(52) == 1

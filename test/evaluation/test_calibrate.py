@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ood_perception.cli.calibrate import postprocess_from_params, read_params
 from ood_perception.cli.main import main
 from ood_perception.core.postprocess import postprocess
 from ood_perception.errors import ConfigurationError
+from ood_perception.ros.params_file import postprocess_from_params, read_params
 
 
 def _data(tmp_path, count=4, shape=(30, 40)):

@@ -122,3 +122,26 @@ def test_track_presets_and_errors():
         ComponentConfig.for_track("weather", 0.3)
     with pytest.raises(ConfigurationError):
         ComponentMetrics(_config()).update(np.zeros((2, 2)), np.zeros((3, 3), np.uint8))
+
+
+def test_shards_merged_in_frame_order_equal_one_pass_exactly():
+    rng = np.random.default_rng(4)
+    frames = []
+    for _ in range(7):
+        label = np.zeros((30, 30), np.uint8)
+        for _ in range(3):
+            y, x = rng.integers(0, 24, 2)
+            label[y:y + rng.integers(2, 7), x:x + rng.integers(2, 7)] = 1
+        score = (label + rng.normal(0, 0.4, label.shape)).astype(np.float32)
+        frames.append((score, label))
+    whole, merged = ComponentMetrics(_config()), ComponentMetrics(_config())
+    for score, label in frames:
+        whole.update(score, label)
+    for start in range(0, 7, 3):
+        shard = ComponentMetrics(_config())
+        for score, label in frames[start:start + 3]:
+            shard.update(score, label)
+        merged.merge_from(shard)
+    assert merged.summary() == whole.summary()
+    with pytest.raises(ConfigurationError, match="cannot merge"):
+        merged.merge_from(ComponentMetrics(_config(min_segment_size=5)))

@@ -60,6 +60,7 @@ def test_scores_and_labels_equal_direct_computation(tmp_path, capsys):
     assert 0 <= results["ap"] <= 1 and 0 <= results["fpr95"] <= 1
     assert results["counts"]["frames"] == 6
     assert results["counts"]["positive_pixels"] == int((y == 1).sum())
+    assert "speed" not in results  # saved maps: no model ran
     components = results["components"]
     assert components["gt_components"] >= 1 and 0 <= components["f1_mean"] <= 1
     for name in ("pr_curve.png", "roc_curve.png"):
@@ -130,7 +131,7 @@ def _scene_dataset(root, count=3, shape=(48, 64)):
         cv2.imwrite(str(root / "labels" / f"s{i}.png"), label)
 
 
-def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_path):
+def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_path, capsys):
     from ood_perception.backends import create_backend
     from ood_perception.core.pipeline import Pipeline
     from ood_perception.core.postprocess import PostprocessConfig
@@ -166,6 +167,10 @@ def test_model_on_dataset_equals_direct_pipeline_scores(tmp_path, tiny_model_pat
     assert results["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-6)
     assert results["ap"] > 0.9
     assert results["components"]["gt_components"] == 3
+    speed = results["speed"]
+    assert speed["backend"] == "onnxruntime" and speed["frames_per_second"] > 0
+    assert speed["ms_per_frame"] == pytest.approx(1000 / speed["frames_per_second"])
+    assert "frames/s" in capsys.readouterr().out
     assert (tmp_path / "rep" / "roc_curve.png").is_file()
     thumbs = sorted((tmp_path / "rep" / "worst").glob("*.png"))
     assert len(thumbs) == 3 and cv2.imread(str(thumbs[0])).shape[1] == 3 * 320
@@ -263,3 +268,20 @@ def test_write_errors_end_with_one_line(tmp_path, capsys, monkeypatch):
     last = err.splitlines()[-1]
     assert "Traceback" not in err
     assert re.fullmatch(r"ood-perception evaluate: cannot write \S*r\.json: .*space.*", last)
+
+
+def test_worst_frames_of_shards_merge_to_what_one_keeper_holds():
+    from ood_perception.evaluation.report import WorstFrames
+
+    aps = [0.5, 0.2, 0.2, 0.9, 0.2, 0.1, 0.2, 0.5]  # ties across shard borders
+    score, label = np.zeros((4, 6), np.float32), np.zeros((4, 6), np.uint8)
+    whole, merged = WorstFrames(3), WorstFrames(3)
+    for index, ap in enumerate(aps):
+        whole.offer(f"f{index}", ap, None, score, label)
+    for start in (0, 3, 6):
+        shard = WorstFrames(3, start=start)
+        for index in range(start, min(start + 3, len(aps))):
+            shard.offer(f"f{index}", aps[index], None, score, label)
+        merged.merge_from(shard)
+    assert [(n, ap) for n, ap, _ in merged.frames()] == [(n, ap) for n, ap, _ in whole.frames()]
+    assert [n for n, _, _ in whole.frames()] == ["f5", "f6", "f4"]

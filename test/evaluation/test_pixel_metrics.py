@@ -143,3 +143,20 @@ def test_downsample_curve_keeps_ends():
     dx, dy = downsample_curve(x, x**2, points=100)
     assert np.allclose(dy, dx**2)
     assert dx.size <= 100 and dx[0] == 0 and dx[-1] == 1
+
+
+def test_merged_shard_states_equal_one_pass_exactly():
+    frames = _frames(np.random.default_rng(7), 9)  # continuous scores: every key distinct
+    whole = _streamed(frames)
+    merged = PixelMetrics()
+    for start in range(0, 9, 4):  # shards as workers would send them, in any order
+        shard = _streamed(frames[start:start + 4])
+        merged.merge_from(PixelMetrics.from_state(shard.state()))
+    assert merged.summary() == whole.summary()
+    assert merged.threshold_sweep() == whole.threshold_sweep()
+    assert np.array_equal(merged.curve().thresholds, whole.curve().thresholds)
+
+
+def test_merging_other_key_precisions_is_refused():
+    with pytest.raises(ConfigurationError, match="key precision"):
+        PixelMetrics().merge_from(PixelMetrics(key_dtype="float16"))

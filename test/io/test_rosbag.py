@@ -68,3 +68,28 @@ def test_errors(tmp_path):
         rosbag_io.write_images(bag, _frames(1))
     with pytest.raises(ConfigurationError, match="storage"):
         rosbag_io.write_images(tmp_path / "b2", _frames(1), storage="rosbag1")
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_truncated_bag_is_a_corrupt_bag_error(tmp_path, storage):
+    bag = tmp_path / "bag"
+    rosbag_io.write_images(bag, _frames(6), storage=storage)
+    data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
+    with open(data, "r+b") as stream:
+        stream.truncate(data.stat().st_size // 2)
+    with pytest.raises(rosbag_io.CorruptBagError, match="cannot read bag"):
+        list(rosbag_io.read_images(bag))
+
+
+def test_a_bag_ending_before_its_index_says_is_truncated(tmp_path):
+    bag = tmp_path / "bag"
+    rosbag_io.write_images(bag, _frames(4), storage="sqlite3")
+    import sqlite3
+
+    with sqlite3.connect(next(bag.glob("*.db3"))) as db:  # a copy that lost its last rows
+        db.execute("DELETE FROM messages WHERE id > 2")
+    with rosbag_io.open_reader(bag) as reader:
+        stream = rosbag_io.stream_messages(reader)
+        assert len([next(stream), next(stream)]) == 2
+        with pytest.raises(rosbag_io.CorruptBagError, match="ends after 2 of the 4"):
+            next(stream)

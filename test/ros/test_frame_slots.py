@@ -48,3 +48,11 @@ def test_close_wakes_a_waiting_worker():
     slots.close()
     worker.join(timeout=2.0)
     assert not worker.is_alive() and result == [[]]
+
+
+def test_close_hands_back_the_waiting_frames_and_refuses_new_ones():
+    slots = FrameSlots(2)
+    slots.put(1, "rear")
+    left = slots.close()
+    assert [(frame.camera, frame.message) for frame in left] == [(1, "rear")]
+    assert slots.put(0, "front") is False and slots.take(timeout=0.01) == []

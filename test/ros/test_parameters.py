@@ -117,3 +117,25 @@ def test_backend_options_per_runtime():
         config(backend="tensorrt", precision="bf16")
     with pytest.raises(ConfigurationError, match="build_only"):
         config(build_only=True)
+
+
+def test_camera_info_sits_beside_each_image_topic():
+    node = config(image_topics=["/front/image_raw", "/image", "~/rear/image_rect", "side"],
+                  camera_names=["front", "top", "rear", "side"])
+    assert [node.camera_info_topic(i) for i in range(4)] == [
+        "/front/camera_info", "/camera_info", "~/rear/camera_info", "camera_info"]
+    compressed = config(image_topics=["/front/image_raw"], input_transport="compressed")
+    assert compressed.camera_info_topic(0) == "/front/camera_info"
+
+
+def test_health_limits_and_described_constraints():
+    node = config(min_rate_hz=5.0, max_latency_ms=150)
+    assert (node.health.min_rate_hz, node.health.max_latency_ms) == (5.0, 150.0)
+    assert node.with_runtime_values({"min_rate_hz": 0.0}, INFO).health.min_rate_hz == 0.0
+    assert PARAMETERS["input_qos"].choices == ("sensor_data", "reliable")
+    assert PARAMETERS["backend"].choices == ("onnxruntime", "tensorrt", "torch")
+    assert PARAMETERS["min_obstacle_area"].bounds[0] == 0
+    with pytest.raises(ConfigurationError, match="min_rate_hz must be within 0..1000"):
+        config(min_rate_hz=-1.0)
+    with pytest.raises(ConfigurationError, match="gating_dilation must be within"):
+        config(gating_dilation=10**6)

@@ -1,7 +1,8 @@
 """DINOv2 ViT with the official parameter names (facebookresearch/dinov2, block_chunks=0).
 
 One forward returns the final normed patch tokens and any normed intermediate block
-outputs, so UEM needs one backbone pass per window instead of the official two.
+outputs, so UEM needs one backbone pass per window instead of the official two; the same
+pass can also return the last block's attention keys (the features DOoD scores).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+
+    def key_projection(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, N, C] block input after `norm1` -> attention keys [B, N, C] (rows C..2C of qkv)."""
+        dim = x.shape[-1]
+        return F.linear(x, self.qkv.weight[dim:2 * dim], self.qkv.bias[dim:2 * dim])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -179,6 +185,13 @@ class DinoVisionTransformer(nn.Module):
         self, x: torch.Tensor, layers: tuple[int, ...] = ()
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """[B, 3, H, W] -> (final normed patch tokens [B, N, C], normed tokens of `layers`)."""
+        final, intermediates, _ = self.forward_with_keys(x, layers, keys=False)
+        return final, intermediates
+
+    def forward_with_keys(
+        self, x: torch.Tensor, layers: tuple[int, ...] = (), keys: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """`forward` plus the last block's attention keys of the patch tokens [B, N, C]."""
         tokens = self.patch_embed(x)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat((cls, tokens), dim=1) + self.pos_cache
@@ -188,8 +201,11 @@ class DinoVisionTransformer(nn.Module):
             tokens = torch.cat((tokens[:, :1], regs, tokens[:, 1:]), dim=1)
             prefix += self.cfg.num_register_tokens
         intermediates = []
+        last_keys = None
         for index, block in enumerate(self.blocks):
+            if keys and index == len(self.blocks) - 1:
+                last_keys = block.attn.key_projection(block.norm1(tokens))[:, prefix:]
             tokens = block(tokens)
             if index in layers:
                 intermediates.append(self.norm(tokens)[:, prefix:])
-        return self.norm(tokens)[:, prefix:], intermediates
+        return self.norm(tokens)[:, prefix:], intermediates, last_keys

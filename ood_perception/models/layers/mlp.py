@@ -1,4 +1,4 @@
-"""The two MLP shapes the official models share, under their official parameter names."""
+"""The MLP shapes the official models share, under their official parameter names."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
+
+
+class MLPBlock(nn.Module):
+    """segment-anything's feed-forward `lin1 -> act -> lin2` (GELU in the image encoder, ReLU in
+    the two-way transformer)."""
+
+    def __init__(self, embedding_dim: int, mlp_dim: int, act: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(self.act(self.lin1(x)))
 
 
 class MLP(nn.Module):

@@ -26,12 +26,14 @@ def _weighted(per_query: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def uno(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
-    """UNO (seed 002): sum_q M_q (P_q[K] - max_{k<K} P_q[k]); needs the negative class K."""
+    """UNO (Delić et al., Outlier detection by ensembling uncertainty with negative
+    objectness): sum_q M_q (P_q[K] - max_{k<K} P_q[k]); needs the negative class K."""
     return _weighted(probs[..., known] - probs[..., :known].amax(-1), masks)
 
 
 def eam(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
-    """EAM (seed 004, official DenseOODDetectionEvaluator): 1 - sum_q M_q max(P_q[:-1]).
+    """EAM (Grcić et al., On Advantages of Mask-level Recognition for Outlier-aware
+    Segmentation; Open-set-M2F's DenseOODDetectionEvaluator): 1 - sum_q M_q max(P_q[:-1]).
 
     The max runs over every output but no-object, so on a K+2 model it includes the negative
     class K, exactly as the official evaluator does.
@@ -45,7 +47,7 @@ def rba(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
 
 
 def max_softmax(probs: torch.Tensor, masks: torch.Tensor, known: int) -> torch.Tensor:
-    """-max_k sem_seg_k: the AEM baseline of the EAM paper (seed 004, eq. 6), the mask-level
+    """-max_k sem_seg_k: the AEM baseline of the EAM paper (eq. 6), the mask-level
     counterpart of max-softmax rather than a per-pixel softmax."""
     return -semantic_map(probs, masks, known).amax(1)
 

@@ -1,0 +1,99 @@
+"""`ood_perception_lifecycle_node`: the managed twin of `ood_perception_node`.
+
+Same parameters, topics and diagnostics; the work moves into the lifecycle transitions
+(rclpy `LifecycleNode`, driven by `ros2 lifecycle set` or a lifecycle manager):
+configure loads the model (and builds a missing TensorRT engine), activate subscribes and
+starts publishing, deactivate stops both, cleanup frees the model. Nothing is published
+before activation.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from ood_perception.ros.node import STARTUP_ERRORS
+from ood_perception.ros.parameters import NODE_NAME
+from ood_perception.ros.runtime import NodeRuntime, declare_parameters
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class OodPerceptionLifecycleNode(LifecycleNode):
+    """Declares the parameters at construction; loads nothing before `configure`."""
+
+    def __init__(self, **node_options):
+        super().__init__(NODE_NAME, **node_options)
+        declare_parameters(self)
+        self.runtime = NodeRuntime(self, lifecycle=True)
+        self.add_on_set_parameters_callback(self.runtime.on_set_parameters)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.get_parameter("build_only").value:
+            self.get_logger().error("build_only is for ood_perception_node; the lifecycle "
+                                    "node's configure builds a missing engine itself")
+            return FAILURE
+        try:
+            self.runtime.configure()
+        except STARTUP_ERRORS as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return FAILURE
+        self.get_logger().info("configured: model loaded; activate to start")
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        super().on_activate(state)  # enables the managed publishers
+        try:
+            self.runtime.activate()
+        except STARTUP_ERRORS as error:
+            self.get_logger().error(f"activate failed: {error}")
+            self.runtime.deactivate()
+            super().on_deactivate(state)
+            return FAILURE
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.runtime.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.runtime.cleanup()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.runtime.cleanup()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: the model is freed")
+        self.runtime.cleanup()
+        return SUCCESS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ros2 run ood_perception ood_perception_lifecycle_node`; 2 on bad
+    parameters at construction (bad values found at configure fail that transition)."""
+    rclpy.init(args=argv)
+    node = None
+    code = 0
+    try:
+        node = OodPerceptionLifecycleNode()
+        rclpy.spin(node)
+    except STARTUP_ERRORS as error:
+        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.runtime.cleanup()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Obstacles -> Detection2DArray and ImageMarker outlines (boxes in corner-origin pixels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("visualization_msgs")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import ImageMarker  # noqa: E402
+
+from ood_perception.core.postprocess import Obstacle  # noqa: E402
+from ood_perception.ros.obstacle_messages import (  # noqa: E402
+    OBSTACLE_CLASS,
+    box_detections,
+    detection_array,
+    outline_marker,
+    outline_points,
+)
+
+HEADER = Header(stamp=Time(sec=3, nanosec=7), frame_id="front")
+OBSTACLES = [Obstacle(id=1, area=300, score_max=0.97, score_mean=0.8, bbox=(30, 20, 16, 12),
+                      centroid=(37.5, 25.5)),
+             Obstacle(id=2, area=9, score_max=0.6, score_mean=0.55, bbox=(0, 0, 3, 3),
+                      centroid=(1.0, 1.0))]
+
+
+def _vision_msgs_standin() -> SimpleNamespace:
+    """vision_msgs 4.x (Humble, Jazzy) message classes with their fields, from the package's
+    msg/*.msg files: vision_msgs has no PyPI wheel, so the real module cannot load here."""
+    @dataclass
+    class Point2D:
+        x: float = 0.0
+        y: float = 0.0
+
+    @dataclass
+    class Pose2D:
+        position: Point2D = field(default_factory=Point2D)
+        theta: float = 0.0
+
+    @dataclass
+    class BoundingBox2D:
+        center: Pose2D = field(default_factory=Pose2D)
+        size_x: float = 0.0
+        size_y: float = 0.0
+
+    @dataclass
+    class ObjectHypothesis:
+        class_id: str = ""
+        score: float = 0.0
+
+    @dataclass
+    class ObjectHypothesisWithPose:
+        hypothesis: ObjectHypothesis = field(default_factory=ObjectHypothesis)
+        pose: object = None
+
+    @dataclass
+    class Detection2D:
+        header: Header = None
+        results: list = field(default_factory=list)
+        bbox: BoundingBox2D = field(default_factory=BoundingBox2D)
+        id: str = ""
+
+    @dataclass
+    class Detection2DArray:
+        header: Header = None
+        detections: list = field(default_factory=list)
+
+    return SimpleNamespace(**{cls.__name__: cls for cls in (
+        Point2D, Pose2D, BoundingBox2D, ObjectHypothesis, ObjectHypothesisWithPose,
+        Detection2D, Detection2DArray)})
+
+
+def test_boxes_are_centred_on_the_covered_pixels():
+    first, second = box_detections(OBSTACLES)
+    assert (first.id, first.center, first.size, first.score) == ("1", (38.0, 26.0),
+                                                                 (16.0, 12.0), 0.97)
+    assert second.center == (1.5, 1.5) and second.size == (3.0, 3.0)
+
+
+def test_outline_points_close_each_box():
+    points = outline_points(OBSTACLES[:1])
+    assert len(points) == 8
+    assert points[:2] == [(30.0, 20.0), (46.0, 20.0)] and points[-1] == (30.0, 20.0)
+    assert {p for p in points} == {(30.0, 20.0), (46.0, 20.0), (46.0, 32.0), (30.0, 32.0)}
+
+
+def test_detection_array_fills_vision_msgs_fields():
+    array = detection_array(HEADER, OBSTACLES, _vision_msgs_standin())
+    assert array.header == HEADER and len(array.detections) == 2
+    detection = array.detections[0]
+    assert detection.header == HEADER and detection.id == "1"
+    assert (detection.bbox.center.position.x, detection.bbox.center.position.y) == (38.0, 26.0)
+    assert (detection.bbox.size_x, detection.bbox.size_y) == (16.0, 12.0)
+    hypothesis = detection.results[0].hypothesis
+    assert (hypothesis.class_id, hypothesis.score) == (OBSTACLE_CLASS, 0.97)
+
+
+def test_outline_marker_is_one_line_list_and_empty_clears():
+    marker = outline_marker(HEADER, OBSTACLES)
+    assert (marker.type, marker.action, marker.id) == (ImageMarker.LINE_LIST, ImageMarker.ADD,
+                                                       0)
+    assert marker.header == HEADER and len(marker.points) == 16 and marker.scale > 0
+    assert marker.outline_color.r == 1.0 and marker.outline_color.a == 1.0
+    assert outline_marker(HEADER, []).points == []

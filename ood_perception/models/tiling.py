@@ -121,12 +121,12 @@ class SlidingWindow(nn.Module):
         Built from slices of `total`, so every sum depends on the previous one: a graph
         runtime cannot compute the windows' frame-size copies ahead of the sums and hold them
         all (a zero-padded copy per window took ONNX Runtime past 8 GB at 1024x2048)."""
-        wh, ww = self.window
+        (wh, ww), (height, width) = self.window, self.size
         rows = total[:, :, top:top + wh]
-        band = [rows[..., :left], rows[..., left:left + ww] + window, rows[..., left + ww:]]
-        band = torch.cat([part for part in band if part.shape[-1]], dim=-1)
-        frame = [total[:, :, :top], band, total[:, :, top + wh:]]
-        return torch.cat([part for part in frame if part.shape[-2]], dim=-2)
+        band = ([rows[..., :left]] if left else []) + [rows[..., left:left + ww] + window]
+        band = torch.cat(band + ([rows[..., left + ww:]] if left + ww < width else []), dim=-1)
+        frame = ([total[:, :, :top]] if top else []) + [band]
+        return torch.cat(frame + ([total[:, :, top + wh:]] if top + wh < height else []), dim=-2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wh, ww = self.window

@@ -22,3 +22,11 @@ def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
                  (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys]
         raise CheckpointError(f"{source} does not match the model; " + "; ".join(parts))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def check_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], what: str) -> None:
+    """CheckpointError naming the keys outside `prefixes`: the file is not the format asked for."""
+    unexpected = sorted(k for k in state if not k.startswith(prefixes))
+    if unexpected:
+        raise CheckpointError(f"{what} checkpoint has unexpected keys (expected prefixes "
+                              f"{', '.join(prefixes)}): {', '.join(unexpected[:20])}")

@@ -23,10 +23,10 @@ from tqdm import tqdm
 from ood_perception.backends.device import parse_device
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ood_perception.errors import ConfigurationError
+from ood_perception.models.loading import load_strict
 from ood_perception.models.uem.checkpoints import (
     convert_segmentor_state,
     load_state_dict,
-    load_strict,
     save_lightning_checkpoint,
 )
 from ood_perception.models.uem.heads import GMMSegHead

@@ -19,7 +19,7 @@ from ood_perception.models.dood.diffusion import DiffusionModel
 from ood_perception.models.dood.network import DinoV2KeySegmentor
 from ood_perception.models.dood.normalization import shift_and_scale
 from ood_perception.models.dood.unet0d import UNet0DConfig
-from ood_perception.models.loading import load_strict
+from ood_perception.models.loading import check_prefixes, load_strict
 from ood_perception.models.uem.checkpoints import convert_segmentor_state, load_state_dict
 
 SEGMENTOR_PREFIXES = ("backbone.", "decode_head.")
@@ -32,18 +32,10 @@ NORMALIZATION_TRAINING_ONLY = tuple(
     for name in ("mins", "maxs", "means", "stds", "queue_ptr", "min", "max", "mean", "std"))
 
 
-def _check_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...],
-                    what: str) -> None:
-    unexpected = sorted(k for k in state if not k.startswith(prefixes))
-    if unexpected:
-        raise CheckpointError(f"{what} checkpoint has unexpected keys (expected prefixes "
-                              f"{', '.join(prefixes)}): {', '.join(unexpected[:20])}")
-
-
 def convert_mmseg_segmentor_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official `*_segm.pth` state -> `MMSegSegmentor` state (auxiliary heads dropped)."""
     state = {k: v for k, v in state.items() if not k.startswith(SEGMENTOR_TRAINING_ONLY)}
-    _check_prefixes(state, SEGMENTOR_PREFIXES, "DOoD segmentor")
+    check_prefixes(state, SEGMENTOR_PREFIXES, "DOoD segmentor")
     return state
 
 
@@ -74,7 +66,7 @@ def convert_diffusion_state(state: dict[str, torch.Tensor]) -> dict[str, torch.T
         state["normalization.shift"], state["normalization.scale"] = shift_and_scale(
             minimum, maximum)
     state = {k: v for k, v in state.items() if k not in NORMALIZATION_TRAINING_ONLY}
-    _check_prefixes(state, DIFFUSION_PREFIXES, "DOoD diffusion")
+    check_prefixes(state, DIFFUSION_PREFIXES, "DOoD diffusion")
     return state
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ood_perception.errors import CheckpointError
-from ood_perception.models.loading import load_strict  # noqa: F401  (re-exported for the UEM loaders)
+from ood_perception.models.loading import check_prefixes
 
 # Head state used only while training GMMSeg (memory queue, counters): not needed for inference.
 TRAINING_ONLY_SUFFIXES = (".queue", ".queue_ptr", ".iteration_counter", ".eye_matrix")
@@ -104,18 +104,10 @@ def _needed(key: str) -> bool:
     return not any(part in TRAINING_ONLY_MODULES for part in key.split("."))
 
 
-def _check_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...],
-                    what: str) -> None:
-    unexpected = sorted(k for k in state if not k.startswith(prefixes))
-    if unexpected:
-        raise CheckpointError(f"{what} checkpoint has unexpected keys (expected prefixes "
-                              f"{', '.join(prefixes)}): {', '.join(unexpected[:20])}")
-
-
 def convert_segmentor_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official `SegmentationModel` state -> `UEMSegmentor` state (same names, inference only)."""
     state = {k: v for k, v in state.items() if _needed(k)}
-    _check_prefixes(state, SEGMENTOR_PREFIXES, "segmentor")
+    check_prefixes(state, SEGMENTOR_PREFIXES, "segmentor")
     return state
 
 
@@ -133,7 +125,7 @@ def convert_uem_state(state: dict[str, torch.Tensor],
     if segmentor_state is not None:
         for key, value in convert_segmentor_state(segmentor_state).items():
             state.setdefault("segmentor." + key, value)
-    _check_prefixes(state, UEM_PREFIXES, "UEM")
+    check_prefixes(state, UEM_PREFIXES, "UEM")
     return state
 
 

@@ -135,10 +135,8 @@ def train(args: argparse.Namespace) -> dict:
     stats = training.measure_statistics(build_model(request), data, args.stats_images, args.seed,
                                         progress=not args.no_progress)
     written = write_statistics(stats, stats_path(path))
-    figures = {"checkpoint": str(path), "statistics": str(written), "steps": optim.steps,
-               "seconds": result.seconds, "features": int(bank.features.shape[0]),
-               "loss_start": sum(result.losses[:10]) / len(result.losses[:10]),
-               "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:]),
+    figures = {**common.run_figures(path, optim.steps, result), "statistics": str(written),
+               "features": int(bank.features.shape[0]),
                **{f"stats_{k}": v for k, v in stats.to_dict().items() if k != "format"}}
     if val_count:
         deploy = build_model(replace(request, score="compound", dood_stats=stats.to_dict()))

@@ -49,9 +49,7 @@ def train(args: argparse.Namespace) -> dict:
                       "IMAGES": args.images or ""},
              "PRODUCER": "ood_perception train-segmentor"}
     path = training.save_segmentor_checkpoint(network, args.output, hyper, trainer)
-    figures = {"checkpoint": str(path), "steps": optim.steps, "seconds": result.seconds,
-               "loss_start": sum(result.losses[:10]) / len(result.losses[:10]),
-               "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:])}
+    figures = common.run_figures(path, optim.steps, result)
     if val_count:
         evaluation = evaluate(network_predictor(network, args.device),
                               validation_frames(val_count, scene), progress=not args.no_progress)

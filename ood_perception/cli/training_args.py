@@ -108,6 +108,14 @@ def validation_count(args: argparse.Namespace, synthetic: bool) -> int:
     return count
 
 
+def run_figures(checkpoint, steps: int, result) -> dict:
+    """The card's training figures: checkpoint, steps, seconds, mean loss of the first and
+    last ten steps (`result`: a training run's `losses` and `seconds`)."""
+    return {"checkpoint": str(checkpoint), "steps": steps, "seconds": result.seconds,
+            "loss_start": sum(result.losses[:10]) / len(result.losses[:10]),
+            "loss_end": sum(result.losses[-10:]) / len(result.losses[-10:])}
+
+
 def write_metrics(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from ood_perception.ros.node import STARTUP_ERRORS
+from ood_perception.ros.node import STARTUP_ERRORS, run_node
 from ood_perception.ros.parameters import NODE_NAME
 from ood_perception.ros.runtime import NodeRuntime, declare_parameters
 
@@ -76,23 +74,7 @@ class OodPerceptionLifecycleNode(LifecycleNode):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `ros2 run ood_perception ood_perception_lifecycle_node`; 2 on bad
     parameters at construction (bad values found at configure fail that transition)."""
-    rclpy.init(args=argv)
-    node = None
-    code = 0
-    try:
-        node = OodPerceptionLifecycleNode()
-        rclpy.spin(node)
-    except STARTUP_ERRORS as error:
-        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.runtime.cleanup()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(OodPerceptionLifecycleNode, argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ code 2. `ood_perception_lifecycle_node` is the managed twin.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
@@ -46,14 +47,14 @@ class OodPerceptionNode(Node):
         self.runtime.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `ros2 run ood_perception ood_perception_node`; 2 on bad configuration."""
+def run_node(make_node: Callable[[], Node], argv: list[str] | None) -> int:
+    """Construct and spin a node until shutdown; 2 (and one line) on bad configuration."""
     rclpy.init(args=argv)
     node = None
     code = 0
     try:
-        node = OodPerceptionNode()
-        if not node.build_only:
+        node = make_node()
+        if not getattr(node, "build_only", False):
             rclpy.spin(node)
     except STARTUP_ERRORS as error:
         print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
@@ -62,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
-            node.close()
+            node.runtime.cleanup()
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ros2 run ood_perception ood_perception_node`; 2 on bad configuration."""
+    return run_node(OodPerceptionNode, argv)
 
 
 if __name__ == "__main__":

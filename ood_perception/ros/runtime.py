@@ -403,15 +403,17 @@ class NodeRuntime:
                         problem = "decode_error", f"{type(error).__name__}: {error}"
                 self._drop(item, *problem)
                 unanswered.remove(item)
+            wanted = [self._wanted(self.cameras[item.camera], config) for item in kept]
             results = self.pipeline.process(
-                frames, [self._outputs(self.cameras[item.camera], config) for item in kept])
+                frames, [self._outputs(topics, config) for topics in wanted])
             if results:
                 self._batch_stats.record_frame(timings={
                     stage: results[0].timings[stage] for stage in BATCH_STAGES
                     if stage in results[0].timings})
-            for item, result, decode in zip(kept, results, decode_ms, strict=True):
+            for item, result, topics, decode in zip(kept, results, wanted, decode_ms,
+                                                    strict=True):
                 timings = {"decode": decode, **result.timings,
-                           **self._publish(item, result, config)}
+                           **self._publish(item, result, topics, config)}
                 self.cameras[item.camera].stats.record_frame(
                     stamp_seconds(item.message.header), self._now_s(), timings)
                 unanswered.remove(item)
@@ -434,60 +436,59 @@ class NodeRuntime:
             f"dropped a frame on {camera.topic}: {detail} (dropped so far: "
             f"{camera.stats.snapshot()['drops_total']})", throttle_duration_sec=WARN_THROTTLE_S)
 
-    def _outputs(self, camera: Camera, config: NodeConfig) -> Outputs:
-        """What this frame computes: only outputs switched on that someone subscribes to,
-        asked per frame (a subscriber that comes or goes counts from the next frame)."""
-        publishers = camera.publishers
+    @staticmethod
+    def _wanted(camera: Camera, config: NodeConfig) -> frozenset[str]:
+        """The outputs this frame publishes: switched on and subscribed to, asked once per
+        frame (a subscriber that comes or goes counts from the next frame)."""
+        return frozenset(output for output, publisher in camera.publishers.items()
+                         if config.publish.get(output, True) and _subscribed(publisher))
 
-        def wanted(output: str) -> bool:
-            return config.publish.get(output, True) and _subscribed(publishers.get(output))
-
+    @staticmethod
+    def _outputs(wanted: frozenset[str], config: NodeConfig) -> Outputs:
+        """What the pipeline computes for `wanted`: nothing that nobody reads."""
         return Outputs(
-            score=config.score_resolution if wanted("anomaly_score") else None,
-            semantic=wanted("semantic"),
-            obstacles=any(wanted(output) for output in (
-                "obstacle_mask", "obstacle_markers", DETECTIONS)),
-            overlay=wanted("overlay"), s2m=_subscribed(publishers.get(S2M_SCORE)))
+            score=config.score_resolution if "anomaly_score" in wanted else None,
+            semantic="semantic" in wanted,
+            obstacles=bool(wanted & {"obstacle_mask", "obstacle_markers", DETECTIONS}),
+            overlay="overlay" in wanted, s2m=S2M_SCORE in wanted)
 
-    def _publish(self, item: PendingFrame, result: FrameResult,
+    def _publish(self, item: PendingFrame, result: FrameResult, wanted: frozenset[str],
                  config: NodeConfig) -> dict[str, float]:
-        """Build and publish what `result` holds (what has subscribers); returns the ms spent
+        """Build and publish what `result` holds for the `wanted` outputs; returns the ms spent
         building the messages ("message_build") and handing them to DDS ("publish")."""
         header = item.message.header
         camera = self.cameras[item.camera]
-        publishers = camera.publishers
         start = time.perf_counter()
         messages = []
         if result.anomaly_score is not None:
             messages.append(("anomaly_score",
                              image_message(header, result.anomaly_score, "32FC1")))
-        if result.mask is not None and _subscribed(publishers["obstacle_mask"]) \
-                and config.publish["obstacle_mask"]:
-            messages.append(("obstacle_mask", image_message(header, result.mask, "mono8")))
         if result.semantic is not None:
             messages.append(("semantic", image_message(header, result.semantic, "mono8")))
         if result.overlay is not None:
             messages.append(("overlay", image_message(header, result.overlay, "bgr8")))
-        if result.s2m_score is not None and _subscribed(publishers.get(S2M_SCORE)):
+        if result.s2m_score is not None:
             messages.append((S2M_SCORE, image_message(header, result.s2m_score, "32FC1")))
         if result.mask is not None:
-            if _subscribed(publishers["obstacle_markers"]):
+            if "obstacle_mask" in wanted:
+                messages.append(("obstacle_mask", image_message(header, result.mask, "mono8")))
+            if "obstacle_markers" in wanted:
                 messages.append(("obstacle_markers", outline_marker(header, result.obstacles)))
-            if _subscribed(publishers.get(DETECTIONS)):
+            if DETECTIONS in wanted:
                 messages.append((DETECTIONS, detection_array(header, result.obstacles,
                                                              vision_msgs)))
         info = camera.camera_info
         if info is not None:
-            if _subscribed(publishers["camera_info"]):
+            if "camera_info" in wanted:
                 messages.append(("camera_info", camera_info_for(header, info)))
             score = result.anomaly_score
-            if config.score_resolution == "model" and score is not None and _subscribed(
-                    publishers[SCORE_CAMERA_INFO]):
+            if config.score_resolution == "model" and score is not None \
+                    and SCORE_CAMERA_INFO in wanted:
                 messages.append((SCORE_CAMERA_INFO,
                                  camera_info_for(header, info, score.shape[:2])))
         built = time.perf_counter()
         for output, message in messages:
-            publishers[output].publish(message)
+            camera.publishers[output].publish(message)
         return {"message_build": (built - start) * 1000.0,
                 "publish": (time.perf_counter() - built) * 1000.0}
 

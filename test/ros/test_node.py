@@ -404,10 +404,15 @@ def test_only_subscribed_outputs_are_computed_and_published(ros, tiny_model_path
     listener = Listener(camera, {f"{NODE}/anomaly_score": Image})
     publisher = _publisher(camera)
     _answer(camera, listener, publisher, _raw(_header(camera), image(48, 80, SQUARE), "rgb8"))
-    assert runtime._outputs(runtime.cameras[0], runtime.config) == Outputs(
+
+    def outputs() -> Outputs:
+        return runtime._outputs(runtime._wanted(runtime.cameras[0], runtime.config),
+                                runtime.config)
+
+    assert outputs() == Outputs(
         score="frame", semantic=False, obstacles=False, overlay=False, s2m=False)
     late = Listener(camera, {f"{NODE}/obstacle_mask": Image, f"{NODE}/semantic": Image})
-    assert wait_until(lambda: runtime._outputs(runtime.cameras[0], runtime.config) == Outputs(
+    assert wait_until(lambda: outputs() == Outputs(
         score="frame", semantic=True, obstacles=True, overlay=False, s2m=False), 10.0)
     second = _raw(_header(camera), image(48, 80, SQUARE), "rgb8")
     mask = _answer(camera, late, publisher, second, f"{NODE}/obstacle_mask")

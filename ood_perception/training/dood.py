@@ -10,8 +10,6 @@ score's in-distribution statistics, measured on the deployed graph's own maps.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,7 +33,15 @@ from ood_perception.models.dood.normalization import shift_and_scale
 from ood_perception.models.dood.schedule import DDPMSchedule
 from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.training.data import IGNORE, Samples, fit_window
-from ood_perception.training.uem import OptimConfig, TrainResult, device_of, normalise
+from ood_perception.training.uem import (
+    OptimConfig,
+    TrainResult,
+    adamw,
+    descend,
+    device_of,
+    normalise,
+    run_steps,
+)
 
 # Models on this package's DINOv2 segmentor, covered with one window while training.
 DINOV2_MODELS = ("dood-demo", "dood-uem-dinov2-s", "dood-uem-dinov2-b", "dood-uem-dinov2-l")
@@ -149,33 +155,20 @@ def train_denoiser(diffusion: DiffusionModel, bank: FeatureBank, optim: OptimCon
         raise ConfigurationError(f"training time steps must be in 1..{schedule.num_steps}, got "
                                  f"{steps}")
     denoiser = diffusion.denoiser.to(device).train()
-    opt = torch.optim.AdamW(denoiser.parameters(), lr=optim.lr,
-                            weight_decay=optim.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(opt, optim.factor)
+    opt, lr_schedule = adamw(list(denoiser.parameters()), optim)
     generator = torch.Generator(device="cpu").manual_seed(optim.seed)
-    losses: list[float] = []
-    start = time.perf_counter()
-    bar = tqdm(range(optim.steps), desc="train-dood", disable=not progress, dynamic_ncols=True)
-    average = None
-    for step in bar:
+
+    def step(_: int) -> float:
         index = torch.randint(x0_all.shape[0], (optim.batch_size,), generator=generator)
         t = torch.randint(steps, (optim.batch_size,), generator=generator)
         noise = torch.randn(optim.batch_size, x0_all.shape[1], generator=generator)
         x0, t, noise = x0_all[index.to(device)], t.to(device), noise.to(device)
         loss = F.mse_loss(denoiser(schedule.q_sample(x0, t, noise), t), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lr_schedule.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise ConfigurationError(f"train-dood: the loss became {value} at step {step}; "
-                                     "lower --lr")
-        losses.append(value)
-        average = value if average is None else 0.95 * average + 0.05 * value
-        bar.set_postfix(loss=f"{average:.4f}")
+        return descend(opt, lr_schedule, loss)
+
+    result = run_steps(step, optim, "train-dood", progress)
     diffusion.to("cpu").eval()
-    return TrainResult(losses, time.perf_counter() - start)
+    return result
 
 
 def save_diffusion_checkpoint(diffusion: DiffusionModel, bank: FeatureBank, path: str | Path,

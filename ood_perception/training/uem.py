@@ -178,7 +178,8 @@ def save_uem_checkpoint(network: UEMNetwork, segmentor_state: dict[str, torch.Te
 
 # --- the two stages ---------------------------------------------------------------------------
 
-def _optimizer(params: list[torch.nn.Parameter], optim: OptimConfig):
+def adamw(params: list[torch.nn.Parameter], optim: OptimConfig):
+    """AdamW with the warm-up / decay schedule of `optim` (every training command's)."""
     opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, optim.factor)
 
@@ -193,7 +194,9 @@ def _nearest(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(label[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def _loop(step_fn, optim: OptimConfig, desc: str, progress: bool) -> TrainResult:
+def run_steps(step_fn, optim: OptimConfig, desc: str, progress: bool) -> TrainResult:
+    """`optim.steps` calls of `step_fn(step) -> loss` with a progress bar; a loss that is
+    not finite stops training with what to change."""
     losses: list[float] = []
     start = time.perf_counter()
     bar = tqdm(range(optim.steps), desc=desc, disable=not progress, dynamic_ncols=True)
@@ -240,7 +243,7 @@ def train_segmentor(network: UEMNetwork, samples: Samples, optim: OptimConfig,
     trainer = GMMHeadTrainer(head, gmm) if isinstance(head, GMMSegHead) else None
     torch.manual_seed(optim.seed)
     params = [p for p in segmentor.parameters() if p.requires_grad]
-    opt, schedule = _optimizer(params, optim)
+    opt, schedule = adamw(params, optim)
     rng = np.random.default_rng(optim.seed)
     window = network.window
 
@@ -261,14 +264,14 @@ def train_segmentor(network: UEMNetwork, samples: Samples, optim: OptimConfig,
             loss = F.cross_entropy(_upsample(logits, window), y, ignore_index=IGNORE)
             loss = loss + CONTRAST_WEIGHT * F.cross_entropy(contrast, contrast_target,
                                                             ignore_index=IGNORE)
-        return _descend(opt, schedule, loss)
+        return descend(opt, schedule, loss)
 
-    result = _loop(step, optim, "train-segmentor", progress)
+    result = run_steps(step, optim, "train-segmentor", progress)
     network.to("cpu").eval()
     return result, trainer
 
 
-def _descend(opt: torch.optim.Optimizer, schedule, loss: torch.Tensor) -> float:
+def descend(opt: torch.optim.Optimizer, schedule, loss: torch.Tensor) -> float:
     """One optimiser and learning-rate step on `loss`; its value for the progress bar."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -305,7 +308,7 @@ def train_uem(network: UEMNetwork, samples: Samples, negatives: NegativeSet, opt
     trainer = GMMHeadTrainer(network.ood_head, gmm) if isinstance(
         network.ood_head, GMMSegHead) else None
     params = [p for p in network.parameters() if p.requires_grad]
-    opt, schedule = _optimizer(params, optim)
+    opt, schedule = adamw(params, optim)
     rng = np.random.default_rng(optim.seed)
     torch.manual_seed(optim.seed)
     window = network.window
@@ -330,8 +333,8 @@ def train_uem(network: UEMNetwork, samples: Samples, negatives: NegativeSet, opt
             loss = loss + UEM_GMM_WEIGHT * F.cross_entropy(uem, y, ignore_index=IGNORE)
             loss = loss + CONTRAST_WEIGHT * F.cross_entropy(contrast, contrast_target,
                                                             ignore_index=IGNORE)
-        return _descend(opt, schedule, loss)
+        return descend(opt, schedule, loss)
 
-    result = _loop(step, optim, "train-uem", progress)
+    result = run_steps(step, optim, "train-uem", progress)
     network.to("cpu").eval()
     return result, trainer

@@ -57,7 +57,6 @@ def refine_config(args: argparse.Namespace):
     """The `RefineConfig` the refine flags ask for (None without --refine s2m), checked before
     any work is done."""
     from ood_perception.core.refine import RefineConfig
-    from ood_perception.models.s2m.proposals import ProposalConfig
 
     if args.refine == "none":
         used = [flag for flag, value in (("--sam", args.sam),
@@ -71,6 +70,4 @@ def refine_config(args: argparse.Namespace):
     for flag, value in (("--sam", args.sam), ("--s2m-detector", args.s2m_detector)):
         if value and not Path(value).is_file():
             raise ConfigurationError(f"{flag} file not found: {value}")
-    return RefineConfig(mode="s2m", boxes="detector" if args.s2m_detector else "components",
-                        proposals=ProposalConfig(max_boxes=args.max_boxes),
-                        detector_score_scale=args.s2m_score_scale)
+    return RefineConfig.s2m(bool(args.s2m_detector), args.max_boxes, args.s2m_score_scale)

@@ -60,6 +60,14 @@ class RefineConfig:
             raise ConfigurationError(f"detector score scale must be a positive number, "
                                      f"got {scale!r}")
 
+    @classmethod
+    def s2m(cls, detector: bool, max_boxes: int, score_scale: float) -> RefineConfig:
+        """S2M with box prompts from the detector (when its checkpoint is given) or from the
+        score's components; the settings `run`, `evaluate` and the node expose."""
+        return cls(mode="s2m", boxes="detector" if detector else "components",
+                   proposals=ProposalConfig(max_boxes=max_boxes),
+                   detector_score_scale=score_scale)
+
 
 @dataclass
 class RefinedFrame:

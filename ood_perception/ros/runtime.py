@@ -551,13 +551,10 @@ def _open_refiner(config: NodeConfig, backend):
     if config.refine is None:
         return None
     from ood_perception.core.refine import RefineConfig, open_refiner
-    from ood_perception.models.s2m.proposals import ProposalConfig
 
     settings = config.refine
-    refine = RefineConfig(mode="s2m",
-                          boxes="detector" if settings.detector_path else "components",
-                          proposals=ProposalConfig(max_boxes=settings.max_boxes),
-                          detector_score_scale=settings.score_scale)
+    refine = RefineConfig.s2m(bool(settings.detector_path), settings.max_boxes,
+                              settings.score_scale)
     return open_refiner(settings.sam_model_path, refine, config.backend, config.device,
                         settings.detector_path or None, backend.info.score_range)
 

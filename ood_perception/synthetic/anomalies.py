@@ -246,10 +246,3 @@ def make_cutout(family: AnomalyFamily, rng: np.random.Generator, height: int,
     rgba[..., 3] = mask * 255
     return rgba
 
-
-def random_cutout(split: str, rng: np.random.Generator, height: int,
-                  width: int) -> tuple[np.ndarray, AnomalyFamily]:
-    """A cut-out of a random family of `split`, and that family."""
-    options = families(split)
-    family = options[int(rng.integers(len(options)))]
-    return make_cutout(family, rng, height, width), family

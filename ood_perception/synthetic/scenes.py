@@ -6,13 +6,16 @@ parked bicycles) seen by a pinhole camera 1.4 m above the road. The ground is sh
 pixel in world coordinates, upright things are painted far to near, so labels are exact
 and a moving camera gives a consistent driving sequence. Labels use Cityscapes train ids
 (255 = void: the ego hood and anomalies); anomaly maps use 0 inlier, 1 anomaly, 255 ignore.
-Anomalies come from `synthetic_anomalies` families and stand on the road.
+Anomalies come from `synthetic.anomalies` families and stand on the road. Each frame also
+says where every visible obstacle stands in the vehicle frame (`SceneObstacle`), and
+`World.calibration` gives the camera's K and pose as a vehicle's camera_info and
+`camera_extrinsics` would, so ground projection is measured against the truth.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -54,18 +57,51 @@ class SceneConfig:
 
 
 @dataclass(frozen=True)
-class Frame:
-    """One rendered image with its labels (all HxW)."""
+class SceneObstacle:
+    """Where one visible anomaly stands, in the vehicle frame of the rendering camera
+    (REP 103 base_link on the road below the camera: x forward, y left; metres)."""
+
+    index: int  # the anomaly's place in its world: the same object in every frame
+    family: str
+    distance: float  # x of its front face (it is a fronto-parallel cut-out)
+    lateral: float  # y of its centre
+    width: float
+    bbox: tuple[int, int, int, int]  # visible pixels' box (x, y, width, height)
+    pixels: int  # visible pixels
+
+
+@dataclass(frozen=True)
+class SceneFrame:
+    """One rendered image with its labels (all HxW) and its obstacles' ground truth."""
 
     rgb: np.ndarray  # uint8 HxWx3
     semantic: np.ndarray  # uint8 Cityscapes train ids, 255 void
     anomaly: np.ndarray  # uint8 0 inlier, 1 anomaly, 255 ignore
     families: tuple[str, ...]  # anomaly families visible in the frame
+    obstacles: tuple[SceneObstacle, ...] = ()
 
 
 @dataclass(frozen=True)
-class Camera:
-    """Pinhole camera at longitudinal position `z`; X right, Y up, Z forward (metres)."""
+class SceneCalibration:
+    """The scene camera as a vehicle describes its cameras: camera_info's K (row-major,
+    OpenCV pixel centres; no distortion) and `camera_extrinsics` [x, y, z, qx, qy, qz, qw]
+    (base_link <- optical frame)."""
+
+    k: tuple[float, ...]
+    size: tuple[int, int]  # height, width
+    extrinsics: tuple[float, ...]
+
+
+# base_link <- optical frame for a level camera looking along x: optical z = x, x = -y, y = -z.
+LEVEL_CAMERA_ROTATION = (-0.5, 0.5, -0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class SceneCamera:
+    """Pinhole camera at longitudinal position `z`; X right, Y up, Z forward (metres).
+
+    Its image coordinates put pixel edges at integers (pixel (0, 0) spans 0..1), half a
+    pixel from OpenCV's centres; `World.calibration` converts."""
 
     f: float
     cx: float
@@ -100,13 +136,13 @@ class Canvas:
         cv2.ellipse(self.label, c, a, 0, 0, 360, int(cls), -1, cv2.LINE_8, 4)
 
 
-def _rect(cam: Camera, x0: float, x1: float, y0: float, y1: float, z: float) -> list:
+def _rect(cam: SceneCamera, x0: float, x1: float, y0: float, y1: float, z: float) -> list:
     """Fronto-parallel rectangle at depth z (world X x0..x1, Y y0..y1) as image points."""
     return [(cam.x(x0, z), cam.y(y0, z)), (cam.x(x1, z), cam.y(y0, z)),
             (cam.x(x1, z), cam.y(y1, z)), (cam.x(x0, z), cam.y(y1, z))]
 
 
-def _side(cam: Camera, x: float, z0: float, z1: float, y0: float, y1: float) -> list:
+def _side(cam: SceneCamera, x: float, z0: float, z1: float, y0: float, y1: float) -> list:
     """Wall at lateral position x from depth z0 to z1 (sampled so curves bend it)."""
     zs = np.linspace(z0, z1, max(2, int(np.ceil((z1 - z0) / 4.0)) + 1))
     bottom = [(cam.x(x, z), cam.y(y0, z)) for z in zs]
@@ -128,7 +164,7 @@ class Thing:
     x: float
     colour: np.ndarray
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> np.ndarray | None:
         raise NotImplementedError
 
 
@@ -140,7 +176,7 @@ class Building(Thing):
     depth: float = 10.0
     window: np.ndarray = field(default_factory=lambda: np.array([60.0, 70.0, 80.0]))
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z0, z1 = self.z - cam.z, self.z + self.length - cam.z
         if z1 <= NEAR:
             return
@@ -166,7 +202,7 @@ class Barrier(Thing):
     height: float = 1.5
     fence: bool = False
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z0, z1 = max(self.z - cam.z, NEAR), self.z + self.length - cam.z
         if z1 <= NEAR:
             return
@@ -183,7 +219,7 @@ class Tree(Thing):
     trunk: float = 2.5
     crown: float = 2.0
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z = self.z - cam.z
         if z <= NEAR:
             return
@@ -203,7 +239,7 @@ class Pole(Thing):
     kind: str = "sign"  # "sign", "light" or "bare"
     plate: int = 0
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z = self.z - cam.z
         if z <= NEAR:
             return
@@ -237,7 +273,7 @@ class Vehicle(Thing):
     height: float = 1.5
     length: float = 4.5
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z = self.z - cam.z
         if z <= NEAR + 0.5:
             return
@@ -278,7 +314,7 @@ class Person(Thing):
     trousers: np.ndarray = field(default_factory=lambda: np.array([40.0, 40.0, 60.0]))
     skin: np.ndarray = field(default_factory=lambda: np.array([220.0, 180.0, 150.0]))
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z = self.z - cam.z
         if z <= NEAR:
             return
@@ -295,7 +331,7 @@ class Person(Thing):
 
 @dataclass
 class Bicycle(Thing):
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> None:
         z = self.z - cam.z
         if z <= NEAR:
             return
@@ -315,18 +351,24 @@ class Anomaly(Thing):
     cutout: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 4), np.uint8))
     family: str = ""
 
-    def draw(self, canvas: Canvas, cam: Camera) -> None:
+    @property
+    def width(self) -> float:
+        """Metres across: the cut-out keeps its aspect at `size` metres tall."""
+        return self.size * self.cutout.shape[1] / self.cutout.shape[0]
+
+    def draw(self, canvas: Canvas, cam: SceneCamera) -> np.ndarray | None:
+        """Paints the obstacle; its pixels (HxW bool) before nearer things cover them."""
         z = self.z - cam.z
         if z <= NEAR + 0.5:
-            return
+            return None
         h = cam.f * self.size / z
         w = h * self.cutout.shape[1] / self.cutout.shape[0]
         if h < 2 or w < 2:
-            return
+            return None
         bottom, centre = cam.y(0.0, z), cam.x(self.x, z)
         canvas.ellipse((centre, bottom), (w * 0.6, max(h * 0.08, 1.0)), (30, 30, 32), ROAD)
-        paste(canvas.rgb, canvas.label, self.cutout, int(round(centre - w / 2)),
-              int(round(bottom - h)), int(round(w)), int(round(h)), ANOMALY)
+        return paste(canvas.rgb, canvas.label, self.cutout, int(round(centre - w / 2)),
+                     int(round(bottom - h)), int(round(w)), int(round(h)), ANOMALY)
 
 
 def paste(rgb: np.ndarray, label: np.ndarray, cutout: np.ndarray, left: int, top: int,
@@ -372,10 +414,18 @@ class World:
     clouds: np.ndarray  # HxW float32 in [0, 1]
     lighting: np.ndarray  # per-channel gain
 
-    def camera(self, z: float = 0.0) -> Camera:
+    def camera(self, z: float = 0.0) -> SceneCamera:
         cfg = self.config
-        return Camera(f=cfg.focal * cfg.width, cx=cfg.width / 2, horizon=self.horizon,
-                      height=cfg.camera_height, curvature=self.curvature, z=z)
+        return SceneCamera(f=cfg.focal * cfg.width, cx=cfg.width / 2, horizon=self.horizon,
+                           height=cfg.camera_height, curvature=self.curvature, z=z)
+
+    @property
+    def calibration(self) -> SceneCalibration:
+        """K and pose of the camera; base_link lies on the road right below it."""
+        cam, cfg = self.camera(), self.config
+        k = (cam.f, 0.0, cam.cx - 0.5, 0.0, cam.f, cam.horizon - 0.5, 0.0, 0.0, 1.0)
+        return SceneCalibration(k=k, size=(cfg.height, cfg.width),
+                                extrinsics=(0.0, 0.0, cfg.camera_height, *LEVEL_CAMERA_ROTATION))
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
@@ -507,7 +557,7 @@ def _anomaly(rng: np.random.Generator, options: tuple[AnomalyFamily, ...],
     return Anomaly(z=z, x=x, colour=np.zeros(3), size=size, cutout=cutout, family=family.name)
 
 
-def _ground(world: World, cam: Camera, canvas: Canvas) -> None:
+def _ground(world: World, cam: SceneCamera, canvas: Canvas) -> None:
     """Per-pixel ground and sky: road, lane markings, sidewalks, terrain, clouds."""
     cfg = world.config
     h, w = cfg.height, cfg.width
@@ -560,7 +610,7 @@ def _hood(canvas: Canvas, cfg: SceneConfig) -> None:
                  (0.35 * w, h * 0.95)], (70, 75, 85), VOID)
 
 
-def render(world: World, camera_z: float = 0.0, seed: int = 0) -> Frame:
+def render(world: World, camera_z: float = 0.0, seed: int = 0) -> SceneFrame:
     """The frame seen from longitudinal position `camera_z`; `seed` drives the camera noise."""
     cfg = world.config
     cam = world.camera(camera_z)
@@ -570,8 +620,13 @@ def render(world: World, camera_z: float = 0.0, seed: int = 0) -> Frame:
     buildings = sorted((t for t in world.things if isinstance(t, Building)), key=lambda t: -t.z)
     others = sorted((t for t in world.things if not isinstance(t, Building)),
                     key=lambda t: -t.z)
+    # Which anomaly (index in world.things + 1) painted each pixel last; 0: none.
+    owner = np.zeros((cfg.height, cfg.width), np.int32)
+    places = {id(thing): index for index, thing in enumerate(world.things)}
     for thing in buildings + others:
-        thing.draw(canvas, cam)
+        painted = thing.draw(canvas, cam)
+        if isinstance(thing, Anomaly) and painted is not None:
+            owner[painted] = places[id(thing)] + 1
     if cfg.ego_hood:
         _hood(canvas, cfg)
     rgb = cv2.GaussianBlur(canvas.rgb, (3, 3), 0.6) * world.lighting
@@ -585,33 +640,80 @@ def render(world: World, camera_z: float = 0.0, seed: int = 0) -> Frame:
     anomaly[canvas.label == VOID] = VOID
     visible = tuple(sorted({t.family for t in world.things if isinstance(t, Anomaly)
                             and _visible(t, cam, cfg)}))
-    return Frame(np.clip(rgb, 0, 255).astype(np.uint8), semantic, anomaly,
-                 visible if anomaly_mask.any() else ())
+    return SceneFrame(np.clip(rgb, 0, 255).astype(np.uint8), semantic, anomaly,
+                      visible if anomaly_mask.any() else (),
+                      _obstacles(world, cam, np.where(anomaly_mask, owner, 0)))
 
 
-def _visible(thing: Anomaly, cam: Camera, cfg: SceneConfig) -> bool:
+def _obstacles(world: World, cam: SceneCamera, owner: np.ndarray) -> tuple[SceneObstacle, ...]:
+    """The anomalies with visible pixels, nearest first, in the camera's base_link."""
+    found = []
+    for index in np.unique(owner[owner > 0]).tolist():
+        thing = world.things[index - 1]
+        z = thing.z - cam.z
+        pixels = (owner == index).astype(np.uint8)
+        # The road bends by curvature * z^2 to the right (`SceneCamera.x`); y points left.
+        found.append(SceneObstacle(
+            index=index - 1, family=thing.family, distance=float(z),
+            lateral=float(-(thing.x + cam.curvature * z * z)), width=float(thing.width),
+            bbox=tuple(int(v) for v in cv2.boundingRect(pixels)),
+            pixels=int(pixels.sum())))
+    return tuple(sorted(found, key=lambda o: o.distance))
+
+
+def _visible(thing: Anomaly, cam: SceneCamera, cfg: SceneConfig) -> bool:
     z = thing.z - cam.z
     return z > NEAR + 0.5 and cam.f * thing.size / z >= 2 and 0 <= cam.x(thing.x, z) < cfg.width
 
 
 def make_scene(seed: int, config: SceneConfig = SceneConfig(), anomaly_split: str | None = None,
-               anomalies: tuple[int, int] = (1, 3)) -> Frame:
+               anomalies: tuple[int, int] = (1, 3)) -> SceneFrame:
     """One random street scene; with `anomaly_split` ("train"/"heldout") obstacles on the road."""
     return render(make_world(seed, config, anomaly_split, anomalies), 0.0, seed)
 
 
-def make_sequence(seed: int, frames: int = 30, config: SceneConfig = SceneConfig(),
-                  anomaly_split: str | None = "heldout", anomalies: tuple[int, int] = (2, 4),
-                  speed: float = 6.0, fps: float = 10.0) -> list[Frame]:
-    """A drive at `speed` m/s filmed at `fps`: one world, the camera moving forward."""
+def sequence_world(seed: int, frames: int = 30, config: SceneConfig = SceneConfig(),
+                   anomaly_split: str | None = "heldout", anomalies: tuple[int, int] = (2, 4),
+                   speed: float = 6.0, fps: float = 10.0) -> World:
+    """The world `make_sequence` drives through (its `calibration` is the drive's camera)."""
     travel = speed * frames / fps
-    world = make_world(seed, config, anomaly_split, anomalies, length=120.0 + travel,
-                       anomaly_depth=(travel + 4.0, travel + 40.0), anomaly_size=(0.8, 1.6),
-                       vehicle_start=travel + 8.0)
+    return make_world(seed, config, anomaly_split, anomalies, length=120.0 + travel,
+                      anomaly_depth=(travel + 4.0, travel + 40.0), anomaly_size=(0.8, 1.6),
+                      vehicle_start=travel + 8.0)
+
+
+def approach_world(seed: int, frames: int = 300, config: SceneConfig = SceneConfig(),
+                   speed: float = 10.0, fps: float = 30.0, spacing: float = 20.0,
+                   first: float = 50.0) -> World:
+    """A longer drive's world: a held-out obstacle every `spacing` metres along the road from
+    `first` metres ahead of the start, so the drive sees each one come from 50 m to 5 m
+    (other traffic stands beyond the drive's end)."""
+    travel = speed * frames / fps
+    world = make_world(seed, config, None, length=120.0 + travel, vehicle_start=travel + 8.0)
+    rng = np.random.default_rng(seed + 7919)
+    vehicles = [t for t in world.things if isinstance(t, Vehicle)]
+    options = families("heldout")
+    for z in np.arange(first, travel + first, spacing):
+        world.things.append(_anomaly(rng, options, world.road, vehicles, (z, z), (0.8, 1.6),
+                                     config.focal * config.width))
+    return world
+
+
+def drive(world: World, frames: int, speed: float, fps: float, seed: int) -> list[SceneFrame]:
+    """`frames` frames of `world` from a camera moving at `speed` m/s, filmed at `fps`."""
     return [render(world, i * speed / fps, seed * 100003 + i) for i in range(frames)]
 
 
-def write_frames(directory: str | Path, frames: list[Frame], prefix: str = "scene") -> list[str]:
+def make_sequence(seed: int, frames: int = 30, config: SceneConfig = SceneConfig(),
+                  anomaly_split: str | None = "heldout", anomalies: tuple[int, int] = (2, 4),
+                  speed: float = 6.0, fps: float = 10.0) -> list[SceneFrame]:
+    """A drive at `speed` m/s filmed at `fps`: one world, the camera moving forward."""
+    world = sequence_world(seed, frames, config, anomaly_split, anomalies, speed, fps)
+    return drive(world, frames, speed, fps, seed)
+
+
+def write_frames(directory: str | Path, frames: list[SceneFrame],
+                 prefix: str = "scene") -> list[str]:
     """`images/`, `labels/` (anomaly 0/1/255) and `semantic/` (train ids) PNGs; the names.
 
     The layout is the `folder` dataset format, so `ood-perception evaluate --dataset` reads it.
@@ -630,7 +732,7 @@ def write_frames(directory: str | Path, frames: list[Frame], prefix: str = "scen
     return names
 
 
-def write_bag(path: str | Path, frames: list[Frame], topic: str = "/camera/image_raw",
+def write_bag(path: str | Path, frames: list[SceneFrame], topic: str = "/camera/image_raw",
               fps: float = 10.0, start_ns: int = 1_700_000_000 * 10**9,
               encoding: str = "rgb8", frame_id: str = "camera") -> list[int]:
     """A rosbag2 (sqlite3) of sensor_msgs/Image (rgb8 or bgr8); header stamp = bag time.
@@ -657,18 +759,22 @@ def write_bag(path: str | Path, frames: list[Frame], topic: str = "/camera/image
     return stamps
 
 
-def write_sequence(directory: str | Path, frames: list[Frame], topic: str = "/camera/image_raw",
-                   fps: float = 10.0, encoding: str = "rgb8", seed: int | None = None
+def write_sequence(directory: str | Path, frames: list[SceneFrame],
+                   topic: str = "/camera/image_raw", fps: float = 10.0, encoding: str = "rgb8",
+                   seed: int | None = None, calibration: SceneCalibration | None = None
                    ) -> list[tuple[str, int]]:
-    """A drive as PNGs (`write_frames`), a rosbag in `bag/` and `sequence.json` (name and
-    header stamp of every frame); the (name, stamp ns) pairs."""
+    """A drive as PNGs (`write_frames`), a rosbag in `bag/` and `sequence.json` (name, header
+    stamp and obstacles' ground truth of every frame, and the camera's `calibration` when
+    given); the (name, stamp ns) pairs."""
     directory = Path(directory)
     if (directory / "bag").exists():
         raise ConfigurationError(f"{directory / 'bag'} exists; choose a new output folder")
     names = write_frames(directory, frames, prefix="frame")
     stamps = write_bag(directory / "bag", frames, topic, fps, encoding=encoding)
-    (directory / "sequence.json").write_text(json.dumps({
-        "topic": topic, "fps": fps, "seed": seed, "encoding": encoding,
-        "frames": [{"name": n, "stamp_ns": s} for n, s in zip(names, stamps, strict=True)]},
-        indent=1))
+    listing = {"topic": topic, "fps": fps, "seed": seed, "encoding": encoding,
+               "frames": [{"name": n, "stamp_ns": s, "obstacles": [asdict(o) for o in f.obstacles]}
+                          for n, s, f in zip(names, stamps, frames, strict=True)]}
+    if calibration is not None:
+        listing["calibration"] = asdict(calibration)
+    (directory / "sequence.json").write_text(json.dumps(listing, indent=1))
     return list(zip(names, stamps, strict=True))

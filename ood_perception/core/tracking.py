@@ -1,0 +1,156 @@
+"""Obstacles across frames: stable ids, confirmation and hold, so a planner does not see an
+obstacle flicker.
+
+Each camera has its own `Tracker`. A frame's obstacles are associated with the live tracks
+greedily, best pair first, where a pair is close enough in the image (box IoU at least
+`min_iou`) or on the ground (contacts at most `max_distance` metres apart). A track is
+confirmed once it was seen in `confirm_frames` of the last `window` frames and stays
+confirmed; a confirmed track that is not seen is held, at its last place, for up to
+`hold_frames` frames. The defaults suit 30 Hz: confirmed after 0.1 s, held for 0.2 s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ood_perception.core.ground import GroundObstacle
+from ood_perception.core.postprocess import Obstacle
+from ood_perception.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """How obstacles become tracks; validated on construction."""
+
+    confirm_frames: int = 3
+    window: int = 5
+    hold_frames: int = 6
+    # A detection continues a track when their boxes overlap this much (IoU) ...
+    min_iou: float = 0.1
+    # ... or their ground contacts lie this close (metres), when both are on the ground.
+    max_distance: float = 1.5
+    # Publish (and draw into the mask and grid) confirmed tracks only.
+    confirmed_only: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("confirm_frames", "window", "hold_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"track_{name} must be an integer >= 0, got {value!r}")
+        if not 1 <= self.confirm_frames <= self.window:
+            raise ConfigurationError(f"track_confirm_frames must be within 1..track_window "
+                                     f"({self.window}), got {self.confirm_frames}")
+        if not 0.0 <= self.min_iou <= 1.0:
+            raise ConfigurationError(f"track_min_iou must be within 0..1, got {self.min_iou}")
+        if not (math.isfinite(self.max_distance) and self.max_distance >= 0):
+            raise ConfigurationError(f"track_max_distance must be >= 0 metres, got "
+                                     f"{self.max_distance}")
+
+
+@dataclass(frozen=True)
+class Track:
+    """A tracked obstacle as of the last frame."""
+
+    id: int  # stable for the track's life, 1, 2, ... per tracker
+    obstacle: Obstacle  # the detection it was last seen as (image coordinates)
+    ground: GroundObstacle | None  # where that detection stands, if known
+    confirmed: bool
+    misses: int  # frames since it was last seen (0: seen in this frame)
+
+
+@dataclass
+class _State:
+    id: int
+    obstacle: Obstacle
+    ground: GroundObstacle | None
+    seen: deque = field(default_factory=deque)  # bool per frame, newest last
+    confirmed: bool = False
+    misses: int = 0
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two (x, y, width, height) boxes."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def ground_gap(a: GroundObstacle | None, b: GroundObstacle | None) -> float:
+    """Metres between two obstacles' contact centres; inf when either is not on the ground."""
+    if a is None or b is None:
+        return math.inf
+    return math.hypot(a.distance - b.distance, a.lateral - b.lateral)
+
+
+class Tracker:
+    """One camera's tracks; `update` once per frame in which obstacles were computed."""
+
+    def __init__(self, config: TrackingConfig = TrackingConfig()):
+        self.config = config
+        self._tracks: list[_State] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self._tracks = []
+
+    def update(self, obstacles: Sequence[Obstacle],
+               ground: Sequence[GroundObstacle | None] | None = None) -> list[Track]:
+        """This frame's obstacles (and where each stands, or None) -> every live track:
+        the ones seen now (in the obstacles' order), then the unseen ones still kept."""
+        config = self.config
+        ground = list(ground) if ground is not None else [None] * len(obstacles)
+        if len(ground) != len(obstacles):
+            raise ConfigurationError(f"{len(obstacles)} obstacles but {len(ground)} positions")
+        pairs = []
+        for t, track in enumerate(self._tracks):
+            for d, obstacle in enumerate(obstacles):
+                iou = box_iou(track.obstacle.bbox, obstacle.bbox)
+                gap = ground_gap(track.ground, ground[d])
+                if iou >= max(config.min_iou, 1e-9) or gap <= config.max_distance:
+                    # Overlap first; the ground gap orders pairs that overlap alike.
+                    near = gap / config.max_distance if config.max_distance > 0 else 0.0
+                    pairs.append(((1.0 - iou) + min(near, 1.0), t, d))
+        matched_tracks, matched = set(), {}
+        for _, t, d in sorted(pairs):
+            if t not in matched_tracks and d not in matched:
+                matched_tracks.add(t)
+                matched[d] = t
+        seen = []
+        for d, obstacle in enumerate(obstacles):
+            if d in matched:
+                state = self._tracks[matched[d]]
+                state.obstacle, state.ground, state.misses = obstacle, ground[d], 0
+            else:
+                state = _State(self._next_id, obstacle, ground[d])
+                self._next_id += 1
+            state.seen.append(True)
+            seen.append(state)
+        held = []
+        for t, state in enumerate(self._tracks):
+            if t in matched_tracks:
+                continue
+            state.misses += 1
+            state.seen.append(False)
+            # Confirmed: held; not yet: kept while the window can still confirm it.
+            keep = config.hold_frames if state.confirmed else (
+                config.window - config.confirm_frames)
+            if state.misses <= keep:
+                held.append(state)
+        for state in seen + held:
+            while len(state.seen) > config.window:
+                state.seen.popleft()
+            state.confirmed = state.confirmed or sum(state.seen) >= config.confirm_frames
+        self._tracks = seen + held
+        return [Track(s.id, s.obstacle, s.ground, s.confirmed, s.misses) for s in self._tracks]
+
+
+def reported(tracks: Sequence[Track], config: TrackingConfig) -> list[Track]:
+    """What a frame reports: with `confirmed_only`, confirmed tracks (seen or held); without,
+    every obstacle seen now plus the held confirmed tracks."""
+    return [t for t in tracks if t.confirmed or (not config.confirmed_only and t.misses == 0)]

@@ -15,7 +15,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from ood_perception.ros.node import STARTUP_ERRORS, run_node
 from ood_perception.ros.parameters import NODE_NAME
-from ood_perception.ros.runtime import NodeRuntime, declare_parameters
+from ood_perception.ros.runtime import NodeRuntime
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -24,8 +24,10 @@ class OodPerceptionLifecycleNode(LifecycleNode):
     """Declares the parameters at construction; loads nothing before `configure`."""
 
     def __init__(self, **node_options):
-        super().__init__(NODE_NAME, **node_options)
-        declare_parameters(self)
+        # Overrides declared first: `NodeRuntime` finds them, typos included, through
+        # rclpy's public parameter API.
+        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True,
+                         **node_options)
         self.runtime = NodeRuntime(self, lifecycle=True)
         self.add_on_set_parameters_callback(self.runtime.on_set_parameters)
 

@@ -17,7 +17,7 @@ from rclpy.node import Node
 
 from ood_perception.errors import OodPerceptionError
 from ood_perception.ros.parameters import NODE_NAME
-from ood_perception.ros.runtime import NodeRuntime, declare_parameters
+from ood_perception.ros.runtime import NodeRuntime
 
 # What start-up raises for a configuration the user must fix.
 STARTUP_ERRORS = (OodPerceptionError, ParameterException, NameValidationException)
@@ -28,8 +28,10 @@ class OodPerceptionNode(Node):
     `ConfigurationError` (and leaves nothing running)."""
 
     def __init__(self, **node_options):
-        super().__init__(NODE_NAME, **node_options)
-        declare_parameters(self)
+        # Overrides declared first: `NodeRuntime` finds them, typos included, through
+        # rclpy's public parameter API.
+        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True,
+                         **node_options)
         self.runtime = NodeRuntime(self)
         self.add_on_set_parameters_callback(self.runtime.on_set_parameters)
         self.build_only = not self.runtime.configure()

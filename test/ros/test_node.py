@@ -40,6 +40,7 @@ from ood_perception.core.postprocess import postprocess  # noqa: E402
 from ood_perception.ros.messages import OK, WARN, image_message  # noqa: E402
 from ood_perception.ros.node import OodPerceptionNode  # noqa: E402
 from ood_perception.ros.parameters import PARAMS_FILE_KEY  # noqa: E402
+from ood_perception.ros.publishing import pipeline_outputs, wanted_outputs  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"
@@ -406,7 +407,7 @@ def test_only_subscribed_outputs_are_computed_and_published(ros, tiny_model_path
     _answer(camera, listener, publisher, _raw(_header(camera), image(48, 80, SQUARE), "rgb8"))
 
     def outputs() -> Outputs:
-        return runtime._outputs(runtime._wanted(runtime.cameras[0], runtime.config),
+        return pipeline_outputs(wanted_outputs(runtime.cameras[0], runtime.config),
                                 runtime.config)
 
     assert outputs() == Outputs(

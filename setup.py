@@ -42,6 +42,7 @@ EXTRAS_REQUIRE = {
         "ros-jazzy-diagnostic-msgs",
         "ros-jazzy-geometry-msgs",
         "ros-jazzy-visualization-msgs",
+        "ros-jazzy-nav-msgs",
         "ros-jazzy-lifecycle-msgs",
         "ros-jazzy-rosgraph-msgs",
     ],

@@ -25,7 +25,7 @@ RANKS = {
 }
 ROS_PACKAGES = {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "std_msgs",
                 "diagnostic_msgs", "lifecycle_msgs", "visualization_msgs", "vision_msgs",
-                "geometry_msgs", "launch", "launch_ros"}
+                "geometry_msgs", "nav_msgs", "tf2_ros", "launch", "launch_ros"}
 
 
 def _modules() -> dict[str, Path]:

@@ -22,7 +22,8 @@ DISTRIBUTIONS = "humble/distribution.yaml, jazzy/distribution.yaml"
 ROSDEP_KEYS = {
     **{package: DISTRIBUTIONS for package in (
         "rclpy", "builtin_interfaces", "rcl_interfaces", "sensor_msgs", "std_msgs",
-        "diagnostic_msgs", "geometry_msgs", "visualization_msgs", "vision_msgs",
+        "diagnostic_msgs", "geometry_msgs", "visualization_msgs", "vision_msgs", "nav_msgs",
+        "tf2_ros",
         "lifecycle_msgs", "rosgraph_msgs", "ament_index_python", "launch", "launch_ros")},
     **{key: "rosdep/python.yaml" for key in (
         "python3-numpy", "python3-opencv", "python3-yaml", "python3-tqdm", "python3-matplotlib",

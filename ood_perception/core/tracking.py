@@ -33,7 +33,7 @@ class TrackingConfig:
     # ... or their ground contacts lie this close (metres), when both are on the ground.
     max_distance: float = 1.5
     # Publish (and draw into the mask and grid) confirmed tracks only.
-    confirmed_only: bool = True
+    confirmed_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("confirm_frames", "window", "hold_frames"):

@@ -1,5 +1,10 @@
-"""A frame's obstacles as messages other nodes use: `vision_msgs/Detection2DArray` and a
-`visualization_msgs/ImageMarker` of box outlines that Foxglove draws over the image.
+"""A frame's obstacles as messages other nodes use: `vision_msgs/Detection2DArray` and
+`visualization_msgs/ImageMarker` box outlines that Foxglove draws over the image.
+
+An obstacle's id is its track id when the node tracks (stable across frames): it is the
+Detection2D's `id` and its outline marker's `id`; the outline of a track that ended is
+removed by id. Where the obstacle's ground position is known, its detection's hypothesis
+pose holds it (metres in `base_frame`, the frame of the node's grid and 3-D markers).
 
 Coordinates are image pixels with (0, 0) at the top-left corner of the top-left pixel (the
 convention Foxglove draws image annotations in), so a box over pixel columns x..x+w-1 spans
@@ -10,7 +15,7 @@ it is given, and the node passes the real one only where a ROS distribution inst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -18,6 +23,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import ImageMarker
 
+from ood_perception.core.ground import GroundObstacle
 from ood_perception.core.postprocess import Obstacle
 
 # The class every obstacle is reported as: the model says "not a known class", nothing more.
@@ -31,7 +37,7 @@ OUTLINE_COLOUR = ColorRGBA(r=1.0, g=0.0, b=0.0, a=1.0)
 class BoxDetection:
     """One obstacle's box in Detection2D terms (pixels, corner-origin)."""
 
-    id: str  # the obstacle's rank in its frame, "1" = largest
+    id: str  # the obstacle's track id (or its rank in the frame, "1" = largest, untracked)
     center: tuple[float, float]  # x, y
     size: tuple[float, float]  # width, height
     score: float  # the highest anomaly score inside the obstacle
@@ -56,13 +62,18 @@ def outline_points(obstacles: Sequence[Obstacle]) -> list[tuple[float, float]]:
     return [(float(px), float(py)) for px, py in points]
 
 
-def detection_array(header: Header, obstacles: Sequence[Obstacle], vision_msgs: ModuleType):
+def detection_array(header: Header, obstacles: Sequence[Obstacle], vision_msgs: ModuleType,
+                    ground: Sequence[GroundObstacle | None] | None = None):
     """A `vision_msgs/Detection2DArray` (vision_msgs 4.x, Humble and Jazzy) of `obstacles`,
-    built from the message classes of `vision_msgs` (the `vision_msgs.msg` module)."""
+    built from the message classes of `vision_msgs` (the `vision_msgs.msg` module); `ground`
+    (one per obstacle) fills each hypothesis pose where known."""
     detections = []
-    for box in box_detections(obstacles):
+    for index, box in enumerate(box_detections(obstacles)):
         hypothesis = vision_msgs.ObjectHypothesisWithPose(
             hypothesis=vision_msgs.ObjectHypothesis(class_id=OBSTACLE_CLASS, score=box.score))
+        place = ground[index] if ground is not None else None
+        if place is not None:
+            hypothesis.pose.pose.position = Point(x=place.distance, y=place.lateral, z=0.0)
         center = vision_msgs.Pose2D(position=vision_msgs.Point2D(x=box.center[0],
                                                                  y=box.center[1]), theta=0.0)
         detections.append(vision_msgs.Detection2D(
@@ -72,9 +83,14 @@ def detection_array(header: Header, obstacles: Sequence[Obstacle], vision_msgs: 
     return vision_msgs.Detection2DArray(header=header, detections=detections)
 
 
-def outline_marker(header: Header, obstacles: Sequence[Obstacle]) -> ImageMarker:
-    """One LINE_LIST marker of every box outline; an empty one clears the last frame's."""
-    return ImageMarker(
-        header=header, ns=MARKER_NAMESPACE, id=0, type=ImageMarker.LINE_LIST,
+def outline_markers(header: Header, obstacles: Sequence[Obstacle],
+                    ended: Iterable[int] = ()) -> list[ImageMarker]:
+    """One LINE_LIST marker per obstacle (id = the obstacle's id), then a REMOVE for each
+    id in `ended` (outlines drawn before whose obstacle is gone)."""
+    markers = [ImageMarker(
+        header=header, ns=MARKER_NAMESPACE, id=int(obstacle.id), type=ImageMarker.LINE_LIST,
         action=ImageMarker.ADD, scale=OUTLINE_WIDTH_PX, outline_color=OUTLINE_COLOUR,
-        points=[Point(x=x, y=y, z=0.0) for x, y in outline_points(obstacles)])
+        points=[Point(x=x, y=y, z=0.0) for x, y in outline_points([obstacle])])
+        for obstacle in obstacles]
+    return markers + [ImageMarker(header=header, ns=MARKER_NAMESPACE, id=int(obstacle_id),
+                                  action=ImageMarker.REMOVE) for obstacle_id in sorted(ended)]

@@ -16,7 +16,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ood_perception.errors import ConfigurationError
-from ood_perception.ros.parameters import NODE_NAME, PARAMETERS, ParameterSpec
+from ood_perception.ros.parameters import (
+    EXTRINSICS_PREFIX,
+    NODE_NAME,
+    PARAMETERS,
+    ParameterSpec,
+)
 from ood_perception.ros.qos import QOS_OVERRIDE_PREFIX
 
 # Parameters rclpy declares on every node itself.
@@ -32,7 +37,8 @@ def declare_parameters(node: Node) -> list[str]:
     names given, for `qos.check_qos_overrides` once the topics exist."""
     given = node.list_parameters([], 0).names
     unknown = sorted(name for name in given if name not in PARAMETERS
-                     and name not in RCLPY_PARAMETERS and not name.startswith(QOS_OVERRIDE_PREFIX))
+                     and name not in RCLPY_PARAMETERS and not name.startswith(QOS_OVERRIDE_PREFIX)
+                     and not name.startswith(EXTRINSICS_PREFIX))  # checked per camera
     if unknown:
         raise ConfigurationError(f"unknown parameter(s) for {NODE_NAME}: {', '.join(unknown)}")
     for name, spec in PARAMETERS.items():

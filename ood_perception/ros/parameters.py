@@ -16,9 +16,11 @@ from typing import Any
 from ood_perception.backends import BACKENDS, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
+from ood_perception.core.ground import GridConfig
 from ood_perception.core.health import HealthLimits
 from ood_perception.core.pipeline import SCORE_SIZES
 from ood_perception.core.postprocess import PostprocessConfig
+from ood_perception.core.tracking import TrackingConfig
 from ood_perception.errors import ConfigurationError
 from ood_perception.models.s2m import REFINE_MODES
 from ood_perception.models.s2m.proposals import ProposalConfig
@@ -132,7 +134,46 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                     "latency p90 (node clock - header stamp) above which a "
                                     "camera is WARN in /diagnostics; 0: off",
                                     bounds=(0.0, 600000.0)),
+    "base_frame": ParameterSpec("base_link", "string",
+                                "vehicle frame whose z = 0 is the ground: ~/obstacle_grid and "
+                                "~/obstacle_positions are in it; camera poses from TF or "
+                                "camera_extrinsics.<camera> [x, y, z, qx, qy, qz, qw] "
+                                "(base_frame <- optical frame)", read_only=True),
+    "grid_resolution": ParameterSpec(GridConfig.resolution, "double",
+                                     "~/obstacle_grid cell size in metres", read_only=True,
+                                     bounds=(0.01, 10.0)),
+    "grid_length": ParameterSpec(GridConfig.length, "double",
+                                 "~/obstacle_grid metres ahead of base_frame", read_only=True,
+                                 bounds=(0.1, 1000.0)),
+    "grid_width": ParameterSpec(GridConfig.width, "double",
+                                "~/obstacle_grid metres across, centred on base_frame",
+                                read_only=True, bounds=(0.1, 1000.0)),
+    "track_confirm_frames": ParameterSpec(TrackingConfig.confirm_frames, "integer",
+                                          "an obstacle is confirmed once seen in this many "
+                                          "of the last track_window frames", read_only=True,
+                                          bounds=(1, 1000)),
+    "track_window": ParameterSpec(TrackingConfig.window, "integer",
+                                  "frames track_confirm_frames counts over", read_only=True,
+                                  bounds=(1, 1000)),
+    "track_hold_frames": ParameterSpec(TrackingConfig.hold_frames, "integer",
+                                       "frames a confirmed obstacle is kept while unseen",
+                                       read_only=True, bounds=(0, 1000)),
+    "track_min_iou": ParameterSpec(TrackingConfig.min_iou, "double",
+                                   "image box IoU at which a detection continues a track",
+                                   read_only=True, bounds=(0.0, 1.0)),
+    "track_max_distance": ParameterSpec(TrackingConfig.max_distance, "double",
+                                        "ground distance (m) within which a detection "
+                                        "continues a track", read_only=True,
+                                        bounds=(0.0, 100.0)),
+    "track_confirmed_only": ParameterSpec(TrackingConfig.confirmed_only, "bool",
+                                          "mask, markers, detections and grid show confirmed "
+                                          "obstacles only (false: every detection, with its "
+                                          "id)", read_only=True),
 }
+# Per camera, beside PARAMETERS: `camera_extrinsics.<camera name>` = [x, y, z, qx, qy, qz, qw],
+# the pose of the camera's optical frame in base_frame (static_transform_publisher's order);
+# without it the pose comes from TF where tf2_ros is installed.
+EXTRINSICS_PREFIX = "camera_extrinsics."
 PUBLISH_SWITCHES = {"anomaly_score": "publish_score", "obstacle_mask": "publish_mask",
                     "overlay": "publish_overlay", "semantic": "publish_semantic"}
 
@@ -186,6 +227,44 @@ def _refine_settings(checked: dict[str, Any]) -> RefineSettings | None:
                           max_boxes=checked["s2m_max_boxes"])
 
 
+# The parameters `GroundSettings` holds.
+GROUND_PARAMETERS = ("base_frame", "grid_resolution", "grid_length", "grid_width",
+                     "track_confirm_frames", "track_window", "track_hold_frames",
+                     "track_min_iou", "track_max_distance", "track_confirmed_only")
+
+
+@dataclass(frozen=True)
+class GroundSettings:
+    """Ground projection, grid and tracking as the node's parameters set them."""
+
+    base_frame: str = "base_link"
+    grid: GridConfig = field(default_factory=GridConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    @classmethod
+    def from_checked(cls, checked: dict[str, Any]) -> GroundSettings:
+        if not re.fullmatch(r"[A-Za-z0-9_/]+", checked["base_frame"]):
+            raise ConfigurationError(f"parameter base_frame must be a frame id, got "
+                                     f"{checked['base_frame']!r}")
+        grid = GridConfig(resolution=checked["grid_resolution"], length=checked["grid_length"],
+                          width=checked["grid_width"])
+        tracking = TrackingConfig(
+            confirm_frames=checked["track_confirm_frames"], window=checked["track_window"],
+            hold_frames=checked["track_hold_frames"], min_iou=checked["track_min_iou"],
+            max_distance=checked["track_max_distance"],
+            confirmed_only=checked["track_confirmed_only"])
+        return cls(checked["base_frame"], grid, tracking)
+
+    def parameter_values(self) -> dict[str, Any]:
+        grid, tracking = self.grid, self.tracking
+        return {"base_frame": self.base_frame, "grid_resolution": grid.resolution,
+                "grid_length": grid.length, "grid_width": grid.width,
+                "track_confirm_frames": tracking.confirm_frames,
+                "track_window": tracking.window, "track_hold_frames": tracking.hold_frames,
+                "track_min_iou": tracking.min_iou, "track_max_distance": tracking.max_distance,
+                "track_confirmed_only": tracking.confirmed_only}
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node needs, validated; `postprocess` is what `ros2 param set` changes."""
@@ -209,6 +288,7 @@ class NodeConfig:
     health: HealthLimits = field(default_factory=HealthLimits)
     score_resolution: str = "frame"
     refine: RefineSettings | None = None
+    ground: GroundSettings = field(default_factory=GroundSettings)
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -260,7 +340,14 @@ class NodeConfig:
             if spec.bounds is not None and not spec.bounds[0] <= checked[name] <= spec.bounds[1]:
                 raise ConfigurationError(f"parameter {name} must be within {spec.bounds[0]:g}.."
                                          f"{spec.bounds[1]:g}, got {checked[name]}")
+        try:
+            ground = GroundSettings.from_checked(checked)
+        except ConfigurationError as error:
+            message = str(error)
+            raise ConfigurationError(message if message.startswith("parameter") else
+                                     f"parameter {message}") from None
         return cls(
+            ground=ground,
             score_resolution=checked["score_resolution"], refine=_refine_settings(checked),
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
@@ -303,6 +390,7 @@ class NodeConfig:
             "score_resolution": self.score_resolution,
             **(self.refine.parameter_values() if self.refine else {
                 name: PARAMETERS[name].default for name in REFINE_PARAMETERS}),
+            **self.ground.parameter_values(),
         }
 
     def backend_options(self) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from visualization_msgs.msg import ImageMarker
 from ood_perception.contract import IMAGE_OUTPUTS
 from ood_perception.core.pipeline import FrameResult, Outputs
 from ood_perception.core.stats import RunningStats, SequenceGaps
+from ood_perception.ros.ground_outputs import GroundOutputs
 from ood_perception.ros.messages import camera_info_for, image_message
-from ood_perception.ros.obstacle_messages import detection_array, outline_marker
+from ood_perception.ros.obstacle_messages import detection_array, outline_markers
 from ood_perception.ros.parameters import NodeConfig
 from ood_perception.ros.qos import OUTPUT_QOS, QOS_OVERRIDES
 
@@ -51,6 +52,8 @@ class Camera:
     camera_info: CameraInfo | None = None
     # Drops by reason at the last diagnostics report.
     reported_drops: dict[str, int] = field(default_factory=dict)
+    # Obstacle ids outlined in the last obstacle_markers (removed by id once gone).
+    outlined: set[int] = field(default_factory=set)
 
 
 class Publishers:
@@ -98,20 +101,30 @@ def wanted_outputs(camera: Camera, config: NodeConfig) -> frozenset[str]:
                      if config.publish.get(output, True) and _subscribed(publisher))
 
 
-def pipeline_outputs(wanted: frozenset[str], config: NodeConfig) -> Outputs:
-    """What the pipeline computes for `wanted`: nothing that nobody reads."""
+def pipeline_outputs(wanted: frozenset[str], config: NodeConfig,
+                     ground: GroundOutputs | None = None) -> Outputs:
+    """What the pipeline computes for `wanted` (and the grid or 3-D markers of `ground`,
+    when subscribed): nothing that nobody reads."""
     return Outputs(
         score=config.score_resolution if "anomaly_score" in wanted else None,
         semantic="semantic" in wanted,
-        obstacles=bool(wanted & {"obstacle_mask", "obstacle_markers", DETECTIONS}),
+        obstacles=bool(wanted & {"obstacle_mask", "obstacle_markers", DETECTIONS}) or (
+            ground is not None and ground.wanted()),
         overlay="overlay" in wanted, s2m=S2M_SCORE in wanted)
 
 
 def publish_result(camera: Camera, header: Header, result: FrameResult,
-                   wanted: frozenset[str], config: NodeConfig) -> dict[str, float]:
-    """Build and publish what `result` holds for the `wanted` outputs; returns the ms spent
-    building the messages ("message_build") and handing them to DDS ("publish")."""
+                   wanted: frozenset[str], config: NodeConfig,
+                   ground: GroundOutputs | None = None) -> dict[str, float]:
+    """Build and publish what `result` holds for the `wanted` outputs, its obstacles tracked
+    and placed on the ground first by `ground` (which publishes the grid and 3-D markers);
+    returns the ms spent building the messages ("message_build") and handing them to DDS
+    ("publish")."""
     start = time.perf_counter()
+    placed = None
+    if ground is not None:
+        placed = ground.process(camera.index, header, camera.camera_info, result)
+        result = placed.result
     messages = []
     if result.anomaly_score is not None:
         messages.append(("anomaly_score", image_message(header, result.anomaly_score, "32FC1")))
@@ -125,10 +138,13 @@ def publish_result(camera: Camera, header: Header, result: FrameResult,
         if "obstacle_mask" in wanted:
             messages.append(("obstacle_mask", image_message(header, result.mask, "mono8")))
         if "obstacle_markers" in wanted:
-            messages.append(("obstacle_markers", outline_marker(header, result.obstacles)))
+            ids = {obstacle.id for obstacle in result.obstacles}
+            messages += [("obstacle_markers", marker) for marker in outline_markers(
+                header, result.obstacles, camera.outlined - ids)]
+            camera.outlined = ids
         if DETECTIONS in wanted:
-            messages.append((DETECTIONS, detection_array(header, result.obstacles,
-                                                         vision_msgs)))
+            messages.append((DETECTIONS, detection_array(header, result.obstacles, vision_msgs,
+                                                         placed and placed.ground)))
     info = camera.camera_info
     if info is not None:
         if "camera_info" in wanted:

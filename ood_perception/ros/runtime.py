@@ -27,6 +27,7 @@ from ood_perception.core.stats import RunningStats
 from ood_perception.errors import ConfigurationError, ImageDecodeError
 from ood_perception.ros.diagnostics import MESSAGE_INFO_CALLBACKS, Diagnostics
 from ood_perception.ros.frame_slots import FrameSlots, PendingFrame
+from ood_perception.ros.ground_outputs import GroundOutputs
 from ood_perception.ros.messages import message_to_frame, stamp_seconds
 from ood_perception.ros.parameter_declaration import declare_parameters, declared_values
 from ood_perception.ros.parameters import PARAMETERS, NodeConfig, describe
@@ -59,6 +60,7 @@ class NodeRuntime:
         self._qos_overrides = declare_parameters(node)
         self._publishers = Publishers(node, lifecycle)
         self.diagnostics = Diagnostics(node, self._publishers)
+        self.ground = GroundOutputs(node, self._publishers)
         self.config: NodeConfig | None = None
         self.pipeline: Pipeline | None = None
         self.cameras: list[Camera] = []
@@ -99,6 +101,7 @@ class NodeRuntime:
                         for i, name in enumerate(config.camera_names)]
         for camera in self.cameras:
             camera.publishers = self._publishers.for_camera(config, camera.index)
+        self.ground.open(config)
         self.diagnostics.open(runtime_in_use(backend))
         return True
 
@@ -110,6 +113,7 @@ class NodeRuntime:
             for publisher in camera.publishers.values():
                 self._publishers.destroy(publisher)
         self.cameras = []
+        self.ground.close()
         self.diagnostics.close()
         if self.pipeline is not None:
             self.pipeline.backend.close()
@@ -134,7 +138,7 @@ class NodeRuntime:
                 CameraInfo, config.camera_info_topic(camera.index),
                 lambda message, camera=camera: setattr(camera, "camera_info", message),
                 CAMERA_INFO_QOS, qos_overriding_options=QOS_OVERRIDES)
-        check_qos_overrides(self._qos_overrides, [
+        check_qos_overrides(self._qos_overrides, [*self.ground.publishers.values()] + [
             entity for camera in self.cameras for entity in (
                 *camera.publishers.values(), camera.subscription, camera.info_subscription)])
         self._stop.clear()
@@ -147,10 +151,9 @@ class NodeRuntime:
                 "this rclpy passes no MessageInfo to callbacks: frames DDS drops before the "
                 "node cannot be counted (drops/lost_in_dds stays 0)")
         info = self.pipeline.backend.info
-        self.node.get_logger().info(
-            f"ready: model {info.model_name} ({info.score_name}, input {info.input_height}x"
-            f"{info.input_width}), {describe(config)}, running on "
-            f"{self.diagnostics.device_in_use}")
+        self.node.get_logger().info(f"ready: model {info.model_name} ({info.score_name}, input "
+                                    f"{info.input_height}x{info.input_width}), {describe(config)},"
+                                    f" running on {self.diagnostics.device_in_use}")
 
     def deactivate(self) -> None:
         """Stop taking frames: subscriptions, worker and timer go; frames still waiting are
@@ -184,10 +187,8 @@ class NodeRuntime:
                 camera.gaps.reset()
             if not self._slots.put(camera.index, message):
                 camera.stats.record_drop(STOPPED)
-
         if MESSAGE_INFO_CALLBACKS:
-            return lambda message, info: receive(message,
-                                                 info.get("publication_sequence_number"))
+            return lambda message, info: receive(message, info.get("publication_sequence_number"))
         return lambda message: receive(message, None)
 
     # --- parameters ---------------------------------------------------------------------
@@ -248,15 +249,14 @@ class NodeRuntime:
                 unanswered.remove(item)
             wanted = [wanted_outputs(self.cameras[item.camera], config) for item in kept]
             results = self.pipeline.process(
-                frames, [pipeline_outputs(topics, config) for topics in wanted])
+                frames, [pipeline_outputs(topics, config, self.ground) for topics in wanted])
             if results:
                 self.diagnostics.record_batch(results[0].timings)
-            for item, result, topics, decode in zip(kept, results, wanted, decode_ms,
-                                                    strict=True):
+            for item, result, topics, decode in zip(kept, results, wanted, decode_ms, strict=True):
                 camera = self.cameras[item.camera]
                 header = item.message.header
                 timings = {"decode": decode, **result.timings,
-                           **publish_result(camera, header, result, topics, config)}
+                           **publish_result(camera, header, result, topics, config, self.ground)}
                 camera.stats.record_frame(stamp_seconds(header), self._now_s(), timings)
                 unanswered.remove(item)
         except Exception as error:  # keep serving; the next batch may succeed

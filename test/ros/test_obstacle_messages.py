@@ -1,4 +1,5 @@
-"""Obstacles -> Detection2DArray and ImageMarker outlines (boxes in corner-origin pixels)."""
+"""Obstacles -> Detection2DArray and ImageMarker outlines (boxes in corner-origin pixels, ids
+kept), and the ground position in each detection's hypothesis pose."""
 
 from __future__ import annotations
 
@@ -10,20 +11,22 @@ import pytest
 pytest.importorskip("visualization_msgs")
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import PoseWithCovariance  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import ImageMarker  # noqa: E402
 
+from ood_perception.core.ground import GroundObstacle  # noqa: E402
 from ood_perception.core.postprocess import Obstacle  # noqa: E402
 from ood_perception.ros.obstacle_messages import (  # noqa: E402
     OBSTACLE_CLASS,
     box_detections,
     detection_array,
-    outline_marker,
+    outline_markers,
     outline_points,
 )
 
 HEADER = Header(stamp=Time(sec=3, nanosec=7), frame_id="front")
-OBSTACLES = [Obstacle(id=1, area=300, score_max=0.97, score_mean=0.8, bbox=(30, 20, 16, 12),
+OBSTACLES = [Obstacle(id=7, area=300, score_max=0.97, score_mean=0.8, bbox=(30, 20, 16, 12),
                       centroid=(37.5, 25.5)),
              Obstacle(id=2, area=9, score_max=0.6, score_mean=0.55, bbox=(0, 0, 3, 3),
                       centroid=(1.0, 1.0))]
@@ -56,7 +59,7 @@ def _vision_msgs_standin() -> SimpleNamespace:
     @dataclass
     class ObjectHypothesisWithPose:
         hypothesis: ObjectHypothesis = field(default_factory=ObjectHypothesis)
-        pose: object = None
+        pose: PoseWithCovariance = field(default_factory=PoseWithCovariance)
 
     @dataclass
     class Detection2D:
@@ -77,7 +80,7 @@ def _vision_msgs_standin() -> SimpleNamespace:
 
 def test_boxes_are_centred_on_the_covered_pixels():
     first, second = box_detections(OBSTACLES)
-    assert (first.id, first.center, first.size, first.score) == ("1", (38.0, 26.0),
+    assert (first.id, first.center, first.size, first.score) == ("7", (38.0, 26.0),
                                                                  (16.0, 12.0), 0.97)
     assert second.center == (1.5, 1.5) and second.size == (3.0, 3.0)
 
@@ -90,20 +93,28 @@ def test_outline_points_close_each_box():
 
 
 def test_detection_array_fills_vision_msgs_fields():
-    array = detection_array(HEADER, OBSTACLES, _vision_msgs_standin())
+    ground = [GroundObstacle(distance=12.5, lateral=-0.75, width=0.9, contacts=((12.5, -0.75),)),
+              None]
+    array = detection_array(HEADER, OBSTACLES, _vision_msgs_standin(), ground)
     assert array.header == HEADER and len(array.detections) == 2
     detection = array.detections[0]
-    assert detection.header == HEADER and detection.id == "1"
+    assert detection.header == HEADER and detection.id == "7"
+    position = detection.results[0].pose.pose.position
+    assert (position.x, position.y, position.z) == (12.5, -0.75, 0.0)
+    unplaced = array.detections[1].results[0].pose.pose.position
+    assert (unplaced.x, unplaced.y) == (0.0, 0.0)
     assert (detection.bbox.center.position.x, detection.bbox.center.position.y) == (38.0, 26.0)
     assert (detection.bbox.size_x, detection.bbox.size_y) == (16.0, 12.0)
     hypothesis = detection.results[0].hypothesis
     assert (hypothesis.class_id, hypothesis.score) == (OBSTACLE_CLASS, 0.97)
 
 
-def test_outline_marker_is_one_line_list_and_empty_clears():
-    marker = outline_marker(HEADER, OBSTACLES)
-    assert (marker.type, marker.action, marker.id) == (ImageMarker.LINE_LIST, ImageMarker.ADD,
-                                                       0)
-    assert marker.header == HEADER and len(marker.points) == 16 and marker.scale > 0
-    assert marker.outline_color.r == 1.0 and marker.outline_color.a == 1.0
-    assert outline_marker(HEADER, []).points == []
+def test_outline_markers_one_per_obstacle_by_id_and_ended_ids_removed():
+    markers = outline_markers(HEADER, OBSTACLES, ended={3})
+    assert [(m.id, m.action) for m in markers] == [(7, ImageMarker.ADD), (2, ImageMarker.ADD),
+                                                   (3, ImageMarker.REMOVE)]
+    first = markers[0]
+    assert first.type == ImageMarker.LINE_LIST and first.header == HEADER and first.scale > 0
+    assert [(p.x, p.y) for p in first.points] == outline_points(OBSTACLES[:1])
+    assert first.outline_color.r == 1.0 and first.outline_color.a == 1.0
+    assert markers[2].points == [] and outline_markers(HEADER, []) == []

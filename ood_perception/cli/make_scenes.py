@@ -3,7 +3,8 @@
 Scenes go to `images/`, `labels/` (anomaly 0/1/255) and `semantic/` (Cityscapes train ids),
 the `folder` layout `evaluate --dataset` reads. With --bag the frames are one drive (camera
 moving forward) and also go to `bag/` as sensor_msgs/Image with header stamps;
-`sequence.json` lists each frame's name and stamp.
+`sequence.json` lists each frame's name, stamp and obstacles (where each stands in the
+vehicle frame), and the camera's calibration.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ def make_scenes(args: argparse.Namespace) -> dict:
     split = None if args.anomalies == "none" else args.anomalies
     counts = (args.min_anomalies, args.max_anomalies)
     if args.bag:
-        frames = synthetic.make_sequence(args.seed, args.count, config, split, counts,
+        world = synthetic.sequence_world(args.seed, args.count, config, split, counts,
                                          speed=args.speed, fps=args.fps)
-        synthetic.write_sequence(output, frames, args.topic, args.fps, args.encoding, args.seed)
+        frames = synthetic.drive(world, args.count, args.speed, args.fps, args.seed)
+        synthetic.write_sequence(output, frames, args.topic, args.fps, args.encoding, args.seed,
+                                 world.calibration)
     else:
         frames = [synthetic.make_scene(args.seed * 1_000_003 + i, config, split, counts)
                   for i in range(args.count)]

@@ -155,9 +155,8 @@ def ground_points(camera: CameraModel, pose: CameraPose, pixels: np.ndarray) -> 
     normalised = camera.undistort(pixels)
     rays = np.concatenate([normalised, np.ones((len(normalised), 1))], 1) @ pose.matrix.T
     origin = pose.origin
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reach = -origin[2] / rays[:, 2]
     hits = (rays[:, 2] < -MIN_DOWNWARD) & (origin[2] > 0)  # a camera above the ground
+    reach = -origin[2] / np.where(hits, rays[:, 2], -1.0)
     points = origin[:2] + reach[:, None] * rays[:, :2]
     points[~hits] = np.nan
     return points

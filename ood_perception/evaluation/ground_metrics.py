@@ -12,7 +12,7 @@ matches no true obstacle at any range is a false obstacle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -128,8 +128,10 @@ class GroundMetrics:
 def measure_drive(pipeline: Pipeline, frames: Iterable[SceneFrame],
                   calibration: SceneCalibration, tracking: TrackingConfig = TrackingConfig(),
                   batch: int = 4, min_pixels: int = 20) -> dict:
-    """A drive through `pipeline`: the figures of every detection ("raw") and of what the
-    tracker reports ("tracked"), in one pass."""
+    """A drive through `pipeline`: the figures of every detection ("raw") and of the
+    confirmed tracks, seen or held ("tracked": what the node publishes with
+    `track_confirmed_only`), in one pass."""
+    tracking = replace(tracking, confirmed_only=True)
     camera = CameraModel(calibration.k, (), "plumb_bob", calibration.size)
     pose = CameraPose.from_extrinsics(calibration.extrinsics)
     tracker = Tracker(tracking)

@@ -687,9 +687,10 @@ def approach_world(seed: int, frames: int = 300, config: SceneConfig = SceneConf
                    first: float = 50.0) -> World:
     """A longer drive's world: a held-out obstacle every `spacing` metres along the road from
     `first` metres ahead of the start, so the drive sees each one come from 50 m to 5 m
-    (other traffic stands beyond the drive's end)."""
+    (other traffic stands beyond the last of them, so it never hides them)."""
     travel = speed * frames / fps
-    world = make_world(seed, config, None, length=120.0 + travel, vehicle_start=travel + 8.0)
+    world = make_world(seed, config, None, length=120.0 + travel + first,
+                       vehicle_start=travel + first + 10.0)
     rng = np.random.default_rng(seed + 7919)
     vehicles = [t for t in world.things if isinstance(t, Vehicle)]
     options = families("heldout")

@@ -10,6 +10,7 @@ import pytest
 
 from ood_perception.cli.main import COMMANDS, main
 from ood_perception.contract import CITYSCAPES_CLASSES
+from ood_perception.core.ground import CameraModel, CameraPose, ground_points
 from ood_perception.errors import ConfigurationError
 from ood_perception.evaluation.datasets import open_dataset
 from ood_perception.io.rosbag import read_images
@@ -128,6 +129,66 @@ def test_make_scenes_bag_has_stamped_frames_matching_the_labels(tmp_path) -> Non
         np.testing.assert_array_equal(message.data.reshape(112, 224, 3), image)
     gaps = np.diff([e["stamp_ns"] for e in listing["frames"]])
     assert (gaps == 200_000_000).all()
+    calibration = listing["calibration"]
+    assert calibration["size"] == [112, 224] and calibration["extrinsics"][2] == 1.4
+    assert calibration["k"][0] == pytest.approx(0.8 * 224) and calibration["k"][2] == 111.5
+    assert any(entry["obstacles"] for entry in listing["frames"])
+    assert set(listing["frames"][0]["obstacles"][0]) == {
+        "index", "family", "distance", "lateral", "width", "bbox", "pixels"}
+
+
+def test_calibration_maps_the_ground_where_the_renderer_draws_it() -> None:
+    """K and the extrinsics project a ground point where the renderer paints it (the
+    renderer's pixel edges are integers, OpenCV's centres are)."""
+    world = synthetic.sequence_world(7, 30)
+    calibration = world.calibration
+    camera = CameraModel(calibration.k, (), "plumb_bob", calibration.size)
+    pose = CameraPose.from_extrinsics(calibration.extrinsics)
+    scene = world.camera()
+    for ahead, left in ((5.0, 0.0), (12.0, 2.0), (40.0, -3.0)):
+        optical = (np.array([[ahead, left, 0.0]]) - pose.origin) @ pose.matrix
+        (pixel,) = camera.project(optical)
+        right = -left - scene.curvature * ahead * ahead  # the renderer's road-bent lateral
+        assert pixel[1] == pytest.approx(scene.y(0.0, ahead) - 0.5)
+        assert pixel[0] == pytest.approx(scene.x(right, ahead) - 0.5)
+        (ground,) = ground_points(camera, pose, pixel[None])
+        np.testing.assert_allclose(ground, [ahead, left], atol=1e-9)
+
+
+def test_each_obstacles_truth_matches_its_pixels() -> None:
+    frames = synthetic.make_sequence(7, 30)
+    for frame in frames[::6]:
+        owned = 0
+        for obstacle in frame.obstacles:
+            x, y, width, height = obstacle.bbox
+            assert obstacle.pixels <= int((frame.anomaly[y:y + height, x:x + width] == 1).sum())
+            owned += obstacle.pixels
+        assert owned == int((frame.anomaly == 1).sum())
+
+
+def test_obstacles_keep_their_index_and_come_closer_as_the_car_drives() -> None:
+    frames = synthetic.make_sequence(7, 30)
+    first, last = frames[0].obstacles, frames[-1].obstacles
+    common = {o.index for o in first} & {o.index for o in last}
+    assert common
+    for index in common:
+        a = next(o for o in first if o.index == index)
+        b = next(o for o in last if o.index == index)
+        assert a.distance - b.distance == pytest.approx(29 * 0.6)  # 6 m/s at 10 Hz
+        assert a.family == b.family and a.width == b.width and b.pixels > a.pixels
+
+
+def test_the_approach_drive_meets_obstacles_from_50_m_on() -> None:
+    world = synthetic.approach_world(3, frames=60, speed=10.0, fps=30.0)
+    frames = synthetic.drive(world, 60, 10.0, 30.0, 3)
+    seen: dict[int, list[float]] = {}
+    for frame in frames:
+        for obstacle in frame.obstacles:
+            seen.setdefault(obstacle.index, []).append(obstacle.distance)
+    assert max(d for distances in seen.values() for d in distances) > 45.0
+    for distances in seen.values():
+        np.testing.assert_allclose(np.diff(distances), -1 / 3, atol=1e-9) if len(
+            distances) > 1 else None
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

@@ -4,7 +4,7 @@ obstacles per frame, with and without tracking.
 A reported obstacle matches a true one when their image boxes overlap by at least half of
 the smaller box (greedy, best overlap first, one to one). Counted over true obstacles
 `RANGE` metres ahead with at least `min_pixels` visible: the distance error of each match
-by range bin, how often one is found (recall), and flicker: frames in which a true obstacle
+by range bin (from its low edge up to its high one), how often one is found (recall), and flicker: frames in which a true obstacle
 seen in both frames appears or disappears from the report. A reported obstacle that
 matches no true obstacle at any range is a false obstacle.
 """
@@ -85,7 +85,8 @@ class GroundMetrics:
             if not (RANGE[0] <= obstacle.distance <= RANGE[1]
                     and obstacle.pixels >= self.min_pixels):
                 continue
-            span = next(b for b in RANGE_BINS if b[0] <= obstacle.distance <= b[1])
+            span = next(b for b in RANGE_BINS if b[0] <= obstacle.distance < b[1]
+                        or obstacle.distance == b[1] == RANGE[1])
             self.eligible[span] = self.eligible.get(span, 0) + 1
             self.obstacle_frames += 1
             report = found_for.get(i)

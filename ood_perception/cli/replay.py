@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output storage (default: same as the input)",
     )
     parser.add_argument(
-        "--params", type=Path, help="node params YAML: score_threshold and postprocess settings"
+        "--params", type=Path, help="node params YAML: score_threshold and postprocess "
+        "settings; tracking, image_topics and camera_extrinsics for the obstacles' ids and "
+        "distances"
     )
     parser.add_argument(
         "--score-threshold",
@@ -86,10 +88,12 @@ def _single_bag(args: argparse.Namespace) -> Path | None:
 
 def _replay_config(args: argparse.Namespace):
     from ood_perception.io.replay import ReplayConfig
+    from ood_perception.ros.params_file import ground_from_params
 
+    ground, poses = ground_from_params(args.params)
     return ReplayConfig(topics=tuple(args.topics) if args.topics else None,
                         storage=args.storage, overlay=not args.no_overlay,
-                        copy_inputs=not args.no_copy)
+                        copy_inputs=not args.no_copy, tracking=ground.tracking, poses=poses)
 
 
 def replay_bag(args: argparse.Namespace) -> dict:

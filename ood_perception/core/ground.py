@@ -95,6 +95,13 @@ class CameraModel:
         if min(self.size) <= 0:
             raise ConfigurationError(f"camera size must be positive, got {self.size}")
 
+    @classmethod
+    def from_camera_info(cls, info) -> CameraModel:
+        """From a sensor_msgs/CameraInfo (rclpy's or a bag's: fields k, d, distortion_model,
+        height, width)."""
+        return cls(tuple(float(v) for v in info.k), tuple(float(v) for v in info.d),
+                   info.distortion_model, (int(info.height), int(info.width)))
+
     def resized(self, size: tuple[int, int]) -> CameraModel:
         """The same camera for an image of `size` (a calibration at another resolution)."""
         if tuple(size) == tuple(self.size):

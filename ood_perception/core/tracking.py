@@ -16,7 +16,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ood_perception.core.ground import GroundObstacle
+import numpy as np
+
+from ood_perception.core.ground import CameraModel, CameraPose, GroundObstacle, locate
 from ood_perception.core.postprocess import Obstacle
 from ood_perception.errors import ConfigurationError
 
@@ -154,3 +156,44 @@ def reported(tracks: Sequence[Track], config: TrackingConfig) -> list[Track]:
     """What a frame reports: with `confirmed_only`, confirmed tracks (seen or held); without,
     every obstacle seen now plus the held confirmed tracks."""
     return [t for t in tracks if t.confirmed or (not config.confirmed_only and t.misses == 0)]
+
+
+class CameraTracks:
+    """Tracking and ground placement for the offline tools (replay, mine): one tracker per
+    camera topic, its newest calibration and its pose (`poses`, by camera topic)."""
+
+    def __init__(self, config: TrackingConfig = TrackingConfig(),
+                 poses: dict[str, CameraPose] | None = None):
+        self.config = config
+        self.poses = dict(poses or {})
+        self._trackers: dict[str, Tracker] = {}
+        self._cameras: dict[str, CameraModel] = {}
+
+    def calibrate(self, topic: str, camera: CameraModel) -> None:
+        """The camera_info beside image topic `topic` (its newest wins)."""
+        self._cameras[topic] = camera
+
+    def update(self, topic: str, obstacles: Sequence[Obstacle], mask: np.ndarray | None
+               ) -> list[Track]:
+        """One frame of camera `topic` -> what it reports (`reported`), ids stable per topic;
+        obstacles placed on the ground where the camera has a calibration and a pose."""
+        tracker = self._trackers.setdefault(topic, Tracker(self.config))
+        camera, pose = self._cameras.get(topic), self.poses.get(topic)
+        ground = [None] * len(obstacles)
+        if camera is not None and pose is not None and mask is not None:
+            camera = camera.resized(mask.shape)
+            ground = [locate(o, mask, camera, pose) for o in obstacles]
+        return reported(tracker.update(obstacles, ground), self.config)
+
+
+def track_fields(track: Track) -> dict:
+    """The fields a tool writes per tracked obstacle (distance, lateral and width in metres
+    in base_frame, None when not on the ground)."""
+    ground = track.ground
+    x, y, width, height = track.obstacle.bbox
+    return {"id": track.id, "confirmed": track.confirmed, "misses": track.misses,
+            "bbox": [x, y, width, height], "area": track.obstacle.area,
+            "score_max": track.obstacle.score_max,
+            "distance_m": ground.distance if ground else None,
+            "lateral_m": ground.lateral if ground else None,
+            "width_m": ground.width if ground else None}

@@ -4,9 +4,9 @@ obstacles per frame, with and without tracking.
 A reported obstacle matches a true one when their image boxes overlap by at least half of
 the smaller box (greedy, best overlap first, one to one). Counted over true obstacles
 `RANGE` metres ahead with at least `min_pixels` visible: the distance error of each match
-by range bin (from its low edge up to its high one), how often one is found (recall), and flicker: frames in which a true obstacle
-seen in both frames appears or disappears from the report. A reported obstacle that
-matches no true obstacle at any range is a false obstacle.
+by range bin (from its low edge up to its high one), how often one is found (recall), and
+flicker: frames in which a true obstacle seen in both frames appears or disappears from the
+report. A reported obstacle that matches no true obstacle at any range is a false obstacle.
 """
 
 from __future__ import annotations

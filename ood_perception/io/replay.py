@@ -4,23 +4,29 @@ Every Image / CompressedImage message goes through the same `Pipeline` the node 
 camera recorded both raw and compressed once, as its raw images); `<ns>/anomaly_score`
 (32FC1), `<ns>/obstacle_mask` (mono8) and `<ns>/overlay` (bgr8) are written with the input's
 header and bag timestamp, beside a copy of every input topic, so `ros2 bag play` and Foxglove
-show them in sync. `<ns>` is the camera topic's parent (`/cam/image_raw` -> `/cam`).
+show them in sync. `<ns>` is the camera topic's parent (`/cam/image_raw` -> `/cam`). Each
+frame's tracked obstacles (ids, boxes, and distance ahead where the bag has the camera's
+camera_info and `ReplayConfig.poses` its pose) go to `<out>/obstacles.jsonl`, as the node
+publishes them.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ood_perception.contract import MASK_OUTPUT, OVERLAY_OUTPUT, SCORE_NAME
+from ood_perception.core.ground import CameraModel, CameraPose
 from ood_perception.core.pipeline import Pipeline
+from ood_perception.core.tracking import CameraTracks, TrackingConfig, track_fields
 from ood_perception.errors import ConfigurationError, ImageDecodeError
 from ood_perception.io import rosbag
 
@@ -34,6 +40,13 @@ class ReplayConfig:
     overlay: bool = True
     copy_inputs: bool = True  # copy every input message into the output bag
     progress: bool = True
+    tracking: TrackingConfig = TrackingConfig()
+    poses: dict[str, CameraPose] = field(default_factory=dict)  # by image topic
+
+
+# Inside the output bag's folder (rosbag2 reads only the files its metadata lists): one JSON
+# line per answered frame with its tracked obstacles.
+OBSTACLES_FILE = "obstacles.jsonl"
 
 
 def output_namespaces(topics: list[str]) -> dict[str, str]:
@@ -81,18 +94,21 @@ def replay_bag(bag: Path, out: Path, pipeline: Pipeline, config: ReplayConfig,
         shutil.rmtree(aside, ignore_errors=True)
         aside.mkdir()
         try:
-            with rosbag.open_writer(aside / out.name, storage) as writer:
+            with rosbag.open_writer(aside / out.name, storage) as writer, (
+                    aside / out.name / OBSTACLES_FILE).open("w") as obstacles:
                 summary.update(_replay(reader, writer, pipeline, cameras, targets, config,
-                                       progress))
+                                       progress, obstacles))
             (aside / out.name).rename(out)
+            summary["obstacles"] = str(out / OBSTACLES_FILE)
         finally:
             shutil.rmtree(aside, ignore_errors=True)
     return summary
 
 
 def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
-            config: ReplayConfig, progress: Callable[[int], None] | None) -> dict:
-    """Copy every message through and write the outputs of every camera message."""
+            config: ReplayConfig, progress: Callable[[int], None] | None, obstacles) -> dict:
+    """Copy every message through and write the outputs of every camera message, and its
+    tracked obstacles as a line of `obstacles`."""
     from tqdm import tqdm
 
     store = rosbag.typestore()
@@ -104,6 +120,10 @@ def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
         for full in sorted(set(targets.values()))
     }
     camera_ids = {c.id for c in cameras}
+    tracks = CameraTracks(config.tracking, config.poses)
+    # camera_info beside each camera topic (image_transport's rule) -> that camera topic.
+    infos = {f"{c.topic.removesuffix('/compressed').rpartition('/')[0]}/camera_info": c.topic
+             for c in cameras}
     written, dropped = Counter(), Counter()
     copied, seen, seconds = 0, 0, 0.0
     total = sum(c.msgcount for c in reader.connections)
@@ -113,6 +133,12 @@ def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
         if connection.id in copies:
             writer.write(copies[connection.id], timestamp, raw)
             copied += 1
+        if connection.topic in infos and connection.msgtype == rosbag.CAMERA_INFO:
+            try:
+                info = store.deserialize_cdr(raw, connection.msgtype)
+                tracks.calibrate(infos[connection.topic], CameraModel.from_camera_info(info))
+            except ConfigurationError:  # kept uncalibrated: no distances, still ids
+                dropped["bad_camera_info"] += 1
         if connection.id not in camera_ids:
             continue
         seen += 1
@@ -131,7 +157,12 @@ def _replay(reader, writer, pipeline: Pipeline, cameras, targets: dict,
         }
         if config.overlay:
             arrays[OVERLAY_OUTPUT] = (pipeline.overlay(rgb, result), "bgr8")
+        tracked = tracks.update(connection.topic, result.obstacles, result.mask)
         seconds += time.perf_counter() - start
+        stamp = msg.header.stamp
+        obstacles.write(json.dumps({"topic": connection.topic, "bag_time_ns": timestamp,
+                                    "stamp_ns": stamp.sec * 10**9 + stamp.nanosec,
+                                    "obstacles": [track_fields(t) for t in tracked]}) + "\n")
         for name, (array, encoding) in arrays.items():
             out = rosbag.image_message(store, msg.header, array, encoding)
             topic = targets[(connection.topic, name)]

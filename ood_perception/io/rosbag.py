@@ -21,6 +21,7 @@ from ood_perception.errors import ConfigurationError, ImageDecodeError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("sqlite3", "mcap")
 BAG_VERSION = 8
 

@@ -149,9 +149,7 @@ class GroundOutputs:
             return self._skip(camera, f"no parameter {EXTRINSICS_PREFIX}{camera.name} and no "
                               f"TF {header.frame_id!r} -> {self.settings.base_frame!r}")
         try:
-            model = CameraModel(tuple(camera_info.k), tuple(camera_info.d),
-                                camera_info.distortion_model,
-                                (camera_info.height, camera_info.width)).resized(size)
+            model = CameraModel.from_camera_info(camera_info).resized(size)
         except ConfigurationError as error:
             return self._skip(camera, f"camera_info: {error}")
         view = camera.view

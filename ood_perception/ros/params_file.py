@@ -12,9 +12,20 @@ from typing import Any
 import yaml
 
 from ood_perception.contract import ModelInfo
+from ood_perception.core.ground import CameraPose
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
-from ood_perception.ros.parameters import NODE_NAME, PARAMS_FILE_KEY, postprocess_config
+from ood_perception.ros.parameters import (
+    EXTRINSICS_PREFIX,
+    GROUND_PARAMETERS,
+    NODE_NAME,
+    PARAMETERS,
+    PARAMS_FILE_KEY,
+    GroundSettings,
+    _camera_name,
+    _checked,
+    postprocess_config,
+)
 
 
 def read_params(path: Path | None) -> dict:
@@ -62,6 +73,29 @@ def postprocess_from_params(path: Path | None, threshold: float | None = None,
         params["score_threshold"] = float(threshold)
     return postprocess_config(params, info, "pass --score-threshold or set score_threshold "
                                             "in --params")
+
+
+def ground_from_params(path: Path | None) -> tuple[GroundSettings, dict[str, CameraPose]]:
+    """The node's ground and tracking settings and its cameras' poses by image topic
+    (`camera_extrinsics.<camera>`, dotted or nested as in a params YAML) from a params file,
+    checked as the node checks them."""
+    params = read_params(path)
+    extrinsics = {name[len(EXTRINSICS_PREFIX):]: value for name, value in params.items()
+                  if name.startswith(EXTRINSICS_PREFIX)}
+    nested = params.get(EXTRINSICS_PREFIX.rstrip("."), {})
+    extrinsics |= nested if isinstance(nested, dict) else {}
+    settings = GroundSettings.from_checked({name: _checked(name, params.get(
+        name, PARAMETERS[name].default)) for name in GROUND_PARAMETERS})
+    topics = list(params.get("image_topics", PARAMETERS["image_topics"].default))
+    names = list(params.get("camera_names") or [_camera_name(topic) for topic in topics])
+    unknown = sorted(set(extrinsics) - set(names))
+    if unknown or len(names) != len(topics):
+        raise ConfigurationError(f"{path}: camera_extrinsics for {unknown or 'cameras'} not "
+                                 f"among the cameras {names} of image_topics {topics}")
+    poses = {topic: CameraPose.from_extrinsics(extrinsics[name],
+                                               f"parameter {EXTRINSICS_PREFIX}{name}")
+             for topic, name in zip(topics, names, strict=True) if name in extrinsics}
+    return settings, poses
 
 
 def write_params(path: Path, params: dict[str, Any], comment: list[str] = ()) -> None:

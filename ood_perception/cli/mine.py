@@ -69,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
     fleet = fleet_config(args)
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
+    from ood_perception.ros.params_file import ground_from_params
+
+    ground, poses = ground_from_params(args.params)
     config = MineConfig(topics=tuple(args.topics) if args.topics else None,
-                        batch_size=args.batch_size, top_k=args.top_k, rank_by=args.rank_by)
+                        batch_size=args.batch_size, top_k=args.top_k, rank_by=args.rank_by,
+                        tracking=ground.tracking, poses=poses)
     config.validate({"batch_size": "--batch-size", "top_k": "--top-k", "rank_by": "--rank-by"})
     bags = expand_bags(args.bags)
     spec = PipelineSpec(str(args.model.absolute()), args.backend, postprocess=partial(

@@ -46,13 +46,17 @@ def schema():
         ("largest_height", pa.int32()),
         ("largest_area", pa.int64()),
         ("largest_score", pa.float32()),  # its highest pixel score
+        ("largest_id", pa.int64()),  # its track id (stable across the topic's frames)
+        ("nearest_id", pa.int64()),  # the nearest obstacle on the ground (needs calibration)
+        ("nearest_distance_m", pa.float32()),  # how far ahead it stands, base_frame metres
         ("model_name", pa.string()),
         ("model_version", pa.string()),  # sha256 of the model file, first 16 hex digits
     ])
 
 
-def scored_row(result: FrameResult) -> dict:
-    """The score and obstacle columns of one scored frame."""
+def scored_row(result: FrameResult, tracks: list | None = None) -> dict:
+    """The score and obstacle columns of one scored frame; `tracks`
+    (`core.tracking.Track`s of its obstacles, largest first) fill the id and distance ones."""
     score = result.anomaly_score
     row = {"status": SCORED, "height": int(score.shape[0]), "width": int(score.shape[1]),
            "score_max": float(np.max(score)),
@@ -63,6 +67,13 @@ def scored_row(result: FrameResult) -> dict:
         x, y, width, height = largest.bbox
         row.update(largest_x=x, largest_y=y, largest_width=width, largest_height=height,
                    largest_area=largest.area, largest_score=largest.score_max)
+    seen = [track for track in tracks or [] if track.misses == 0]
+    if seen:
+        row["largest_id"] = seen[0].id
+    placed = [track for track in tracks or [] if track.ground is not None]
+    if placed:
+        nearest = min(placed, key=lambda track: track.ground.distance)
+        row.update(nearest_id=nearest.id, nearest_distance_m=nearest.ground.distance)
     return row
 
 

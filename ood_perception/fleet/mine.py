@@ -11,13 +11,15 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ood_perception.core.ground import CameraModel, CameraPose
 from ood_perception.core.pipeline import Pipeline
+from ood_perception.core.tracking import CameraTracks, TrackingConfig
 from ood_perception.errors import ConfigurationError, ImageDecodeError, OodPerceptionError
 from ood_perception.fleet import catalog as catalog_io
 from ood_perception.fleet.cluster import FleetConfig
@@ -38,6 +40,10 @@ class MineConfig:
     batch_size: int = 1  # frames per backend call (several cameras or consecutive frames)
     top_k: int = 20
     rank_by: str = "score_max"  # a catalog column of RANKINGS, highest first
+    # Obstacle ids per topic, and distances where a bag has the camera's camera_info and
+    # `poses` (by image topic) its pose, as the node tracks and places them.
+    tracking: TrackingConfig = TrackingConfig()
+    poses: dict[str, CameraPose] = field(default_factory=dict)
 
     def validate(self, names: dict[str, str] | None = None) -> None:
         names = names or {}
@@ -61,6 +67,8 @@ class BagJob:
     topics: tuple[str, ...] | None
     batch_size: int
     model_version: str
+    tracking: TrackingConfig = TrackingConfig()
+    poses: dict[str, CameraPose] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,19 @@ def _score_messages(pipeline: Pipeline, job: BagJob, part, progress) -> None:
         if not cameras:
             raise ConfigurationError(f"{job.bag} has no sensor_msgs Image/CompressedImage topics")
         indices, batch, done = Counter(), [], 0
-        for connection, timestamp, raw in rosbag.stream_messages(reader, cameras):
+        tracks = CameraTracks(job.tracking, job.poses)
+        infos = {f"{c.topic.removesuffix('/compressed').rpartition('/')[0]}/camera_info":
+                 c.topic for c in cameras}
+        chosen = cameras + [c for c in reader.connections
+                            if c.topic in infos and c.msgtype == rosbag.CAMERA_INFO]
+        for connection, timestamp, raw in rosbag.stream_messages(reader, chosen):
+            if connection.msgtype == rosbag.CAMERA_INFO:
+                try:
+                    info = store.deserialize_cdr(raw, connection.msgtype)
+                    tracks.calibrate(infos[connection.topic], CameraModel.from_camera_info(info))
+                except ConfigurationError:
+                    pass  # a camera without a valid calibration gets ids, not distances
+                continue
             frame = {"topic": connection.topic, "frame_index": indices[connection.topic],
                      "bag_time_ns": timestamp}
             indices[connection.topic] += 1
@@ -116,16 +136,17 @@ def _score_messages(pipeline: Pipeline, job: BagJob, part, progress) -> None:
             frame["stamp_ns"] = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             batch.append((frame, rgb))
             if len(batch) >= job.batch_size:
-                done += _score_batch(pipeline, batch, part)
+                done += _score_batch(pipeline, batch, part, tracks)
                 progress(done)
-        done += _score_batch(pipeline, batch, part)
+        done += _score_batch(pipeline, batch, part, tracks)
         progress(done)
 
 
-def _score_batch(pipeline: Pipeline, batch: list, part) -> int:
+def _score_batch(pipeline: Pipeline, batch: list, part, tracks: CameraTracks) -> int:
     results = pipeline.process([rgb for _, rgb in batch])
     for (frame, _), result in zip(batch, results, strict=True):
-        part.add(catalog_io.scored_row(result), **frame)
+        tracked = tracks.update(frame["topic"], result.obstacles, result.mask)
+        part.add(catalog_io.scored_row(result, tracked), **frame)
     count = len(batch)
     batch.clear()
     return count
@@ -201,7 +222,8 @@ def mine(bags: list[BagInput], spec: PipelineSpec, out: Location, config: MineCo
     done = catalog_io.finished_bags(catalog, version)
     keys = [str(b.path.absolute()) for b in bags]
     shards = [Shard(key, expected_frames(bag.path, config.topics),
-                    BagJob(key, catalog, config.topics, config.batch_size, version))
+                    BagJob(key, catalog, config.topics, config.batch_size, version,
+                           config.tracking, config.poses))
               for bag, key in zip(bags, keys, strict=True) if key not in done]
     with Fleet(spec, fleet, max(len(shards), 1)) as workers:
         start = time.perf_counter()

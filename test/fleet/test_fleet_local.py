@@ -161,3 +161,30 @@ def test_catalog_rows_are_written_as_they_come(bags, tmp_path, tiny_model_path, 
     (written,) = (tmp_path / "catalog").iterdir()
     assert written.name == catalog.part_name(bag, "v1")
     assert pq.ParquetFile(written).num_row_groups == 2  # rows 1-2, then row 3
+
+
+def test_mine_catalog_carries_track_ids_and_distances(tmp_path):
+    """The catalog's id and distance columns: the bag's camera_info and the params' extrinsics
+    put the bright box 10 m ahead, under one id in every frame."""
+    from brightness_model import BOX_TOPIC, export_brightness_model, write_box_bag
+
+    from ood_perception.core.ground import CameraPose
+    from ood_perception.fleet.catalog import read_catalog
+    from ood_perception.fleet.cluster import FleetConfig
+    from ood_perception.fleet.inputs import expand_bags
+    from ood_perception.fleet.mine import MineConfig, mine
+    from ood_perception.fleet.spec import PipelineSpec
+    from ood_perception.fleet.storage import Location
+
+    model = export_brightness_model(tmp_path / "brightness.onnx")
+    write_box_bag(tmp_path / "bags" / "drive", frames=4)
+    pose = CameraPose.from_extrinsics([0.0, 0.0, 1.5, -0.5, 0.5, -0.5, 0.5])
+    config = MineConfig(top_k=0, poses={BOX_TOPIC: pose})
+    mine(expand_bags([str(tmp_path / "bags")]), PipelineSpec(str(model), "onnxruntime"),
+         Location.parse(str(tmp_path / "out")), config, FleetConfig())
+    rows = read_catalog(Location.parse(str(tmp_path / "out" / "catalog")), [
+        "frame_index", "largest_id", "nearest_id", "nearest_distance_m"]).to_pylist()
+    assert [row["frame_index"] for row in sorted(rows, key=lambda r: r["frame_index"])] == [
+        0, 1, 2, 3]
+    assert {row["largest_id"] for row in rows} == {1} == {row["nearest_id"] for row in rows}
+    assert all(abs(row["nearest_distance_m"] - 10.0) < 0.2 for row in rows)

@@ -5,8 +5,11 @@ Each camera has its own `Tracker`. A frame's obstacles are associated with the l
 greedily, best pair first, where a pair is close enough in the image (box IoU at least
 `min_iou`) or on the ground (contacts at most `max_distance` metres apart). A track is
 confirmed once it was seen in `confirm_frames` of the last `window` frames and stays
-confirmed; a confirmed track that is not seen is held, at its last place, for up to
-`hold_frames` frames. The defaults suit 30 Hz: confirmed after 0.1 s, held for 0.2 s.
+confirmed; a confirmed track that is not seen is held for up to `hold_frames` frames, its box
+and ground position carried on at their last velocity (per frame, smoothed), as SORT's
+constant-velocity model does (Bewley et al., "Simple Online and Realtime Tracking", 2016).
+Association compares each track's box and place predicted for the new frame. The defaults
+suit 30 Hz: confirmed after 0.1 s, held for 0.2 s.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,8 +60,8 @@ class Track:
     """A tracked obstacle as of the last frame."""
 
     id: int  # stable for the track's life, 1, 2, ... per tracker
-    obstacle: Obstacle  # the detection it was last seen as (image coordinates)
-    ground: GroundObstacle | None  # where that detection stands, if known
+    obstacle: Obstacle  # the detection it was last seen as (held: its box predicted now)
+    ground: GroundObstacle | None  # where it stands, if known (held: predicted now)
     confirmed: bool
     misses: int  # frames since it was last seen (0: seen in this frame)
 
@@ -71,6 +74,40 @@ class _State:
     seen: deque = field(default_factory=deque)  # bool per frame, newest last
     confirmed: bool = False
     misses: int = 0
+    # Per-frame change of the box (x, y, width, height) and of (distance, lateral).
+    box_velocity: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    ground_velocity: tuple[float, float] = (0.0, 0.0)
+    observations: int = 1
+
+    def predicted(self, frames: int) -> tuple[Obstacle, GroundObstacle | None]:
+        """The box and ground place `frames` frames after it was last seen."""
+        if frames == 0:
+            return self.obstacle, self.ground
+        x, y, w, h = (v + frames * d for v, d in zip(self.obstacle.bbox, self.box_velocity,
+                                                      strict=True))
+        box = (round(x), round(y), max(round(w), 1), max(round(h), 1))
+        obstacle = replace(self.obstacle, bbox=box)
+        ground = self.ground
+        if ground is not None:
+            dx, dy = (frames * v for v in self.ground_velocity)
+            ground = replace(ground, distance=ground.distance + dx, lateral=ground.lateral + dy,
+                             contacts=tuple((cx + dx, cy + dy) for cx, cy in ground.contacts))
+        return obstacle, ground
+
+    def observe(self, obstacle: Obstacle, ground: GroundObstacle | None) -> None:
+        """Seen again after `misses` unseen frames: the velocities follow (half the new)."""
+        frames = self.misses + 1
+        keep = 0.5 if self.observations > 1 else 0.0
+        self.box_velocity = tuple(
+            keep * old + (1 - keep) * (new - last) / frames for old, new, last in zip(
+                self.box_velocity, obstacle.bbox, self.obstacle.bbox, strict=True))
+        if ground is not None and self.ground is not None:
+            change = ((ground.distance - self.ground.distance) / frames,
+                      (ground.lateral - self.ground.lateral) / frames)
+            self.ground_velocity = tuple(keep * old + (1 - keep) * new for old, new in zip(
+                self.ground_velocity, change, strict=True))
+        self.obstacle, self.ground, self.misses = obstacle, ground, 0
+        self.observations += 1
 
 
 def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -111,9 +148,10 @@ class Tracker:
             raise ConfigurationError(f"{len(obstacles)} obstacles but {len(ground)} positions")
         pairs = []
         for t, track in enumerate(self._tracks):
+            box, place = track.predicted(track.misses + 1)
             for d, obstacle in enumerate(obstacles):
-                iou = box_iou(track.obstacle.bbox, obstacle.bbox)
-                gap = ground_gap(track.ground, ground[d])
+                iou = box_iou(box.bbox, obstacle.bbox)
+                gap = ground_gap(place, ground[d])
                 if iou >= max(config.min_iou, 1e-9) or gap <= config.max_distance:
                     # Overlap first; the ground gap orders pairs that overlap alike.
                     near = gap / config.max_distance if config.max_distance > 0 else 0.0
@@ -127,7 +165,7 @@ class Tracker:
         for d, obstacle in enumerate(obstacles):
             if d in matched:
                 state = self._tracks[matched[d]]
-                state.obstacle, state.ground, state.misses = obstacle, ground[d], 0
+                state.observe(obstacle, ground[d])
             else:
                 state = _State(self._next_id, obstacle, ground[d])
                 self._next_id += 1
@@ -149,7 +187,8 @@ class Tracker:
                 state.seen.popleft()
             state.confirmed = state.confirmed or sum(state.seen) >= config.confirm_frames
         self._tracks = seen + held
-        return [Track(s.id, s.obstacle, s.ground, s.confirmed, s.misses) for s in self._tracks]
+        return [Track(s.id, *s.predicted(s.misses), s.confirmed, s.misses)
+                for s in self._tracks]
 
 
 def reported(tracks: Sequence[Track], config: TrackingConfig) -> list[Track]:

@@ -104,3 +104,19 @@ def test_ground_positions_must_match_the_obstacles():
 def test_bad_tracking_configs_name_the_parameter(kwargs, message):
     with pytest.raises(ConfigurationError, match=message):
         TrackingConfig(**kwargs)
+
+
+def test_a_held_track_moves_on_at_its_velocity_and_is_found_there_again():
+    tracker = Tracker(TrackingConfig(confirm_frames=1, window=1, hold_frames=3, min_iou=0.5,
+                                     max_distance=0.0))
+    for i in range(4):  # 6 px right and 0.5 m nearer per frame
+        tracker.update([_obstacle(100 + 6 * i)], [_ground(20.0 - 0.5 * i)])
+    (held,) = tracker.update([])
+    assert held.misses == 1 and held.obstacle.bbox == (124, 50, 20, 20)
+    assert held.ground.distance == pytest.approx(18.0)
+    assert held.ground.contacts == ((pytest.approx(18.0), 0.0),)
+    (held,) = tracker.update([])
+    assert held.obstacle.bbox == (130, 50, 20, 20)
+    # Seen again where the motion put it: the same track (IoU with the last box alone: 0.2).
+    (found,) = tracker.update([_obstacle(136)], [_ground(17.0)])
+    assert found.id == held.id and found.misses == 0

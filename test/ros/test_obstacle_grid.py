@@ -159,3 +159,20 @@ def test_grid_marks_the_box_10_m_ahead_and_its_marker_id_is_stable(client_node, 
     finally:
         stderr = _stop(process)
     assert process.returncode == 0, stderr[-2000:]
+
+
+@pytest.mark.parametrize("extrinsics, message", [
+    ({"rear": EXTRINSICS}, "camera_extrinsics.rear name(s) no camera of this node"),
+    ({"front": [0.0, 0.0, 1.5]}, "camera_extrinsics.front must be 7 finite numbers"),
+])
+def test_bad_extrinsics_stop_start_up_with_one_line(ros_env, tmp_path, extrinsics, message):
+    model = export_brightness_model(tmp_path / "brightness.onnx")
+    params = tmp_path / "bad.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "model_path": str(model), "image_topics": [CAMERA],
+        "camera_extrinsics": extrinsics}}}))
+    process = start_node_process(["--ros-args", "--params-file", str(params)], ros_env)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], stderr[-2000:]

@@ -139,3 +139,46 @@ def test_health_limits_and_described_constraints():
         config(min_rate_hz=-1.0)
     with pytest.raises(ConfigurationError, match="gating_dilation must be within"):
         config(gating_dilation=10**6)
+
+
+def test_ground_and_tracking_parameters_build_their_configs_and_round_trip():
+    config = NodeConfig.from_values({"model_path": "m.onnx", "base_frame": "vehicle",
+                                     "grid_resolution": 0.5, "grid_length": 40.0,
+                                     "track_confirm_frames": 2, "track_window": 4,
+                                     "track_confirmed_only": True})
+    ground = config.ground
+    assert ground.base_frame == "vehicle" and ground.grid.shape == (40, 80)
+    assert (ground.tracking.confirm_frames, ground.tracking.window) == (2, 4)
+    assert ground.tracking.confirmed_only and ground.tracking.hold_frames == 6
+    assert NodeConfig.from_values(config.parameter_values()) == config
+    changed = config.with_runtime_values({"score_threshold": 0.7}, None)
+    assert changed.ground == ground  # a run-time change keeps the read-only ground settings
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"track_confirm_frames": 6, "track_window": 5}, "parameter track_confirm_frames"),
+    ({"base_frame": "base link"}, "parameter base_frame"),
+    ({"grid_resolution": 0.01, "grid_length": 1000.0, "grid_width": 1000.0}, "grid_"),
+])
+def test_bad_ground_parameters_name_themselves(values, message):
+    with pytest.raises(ConfigurationError, match=message):
+        NodeConfig.from_values({"model_path": "m.onnx", **values})
+
+
+def test_params_files_give_the_offline_tools_the_same_tracking_and_poses(tmp_path):
+    import yaml
+
+    from ood_perception.ros.params_file import ground_from_params
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "image_topics": ["/front/image_raw", "/rear/image_raw"], "track_hold_frames": 2,
+        "camera_extrinsics": {"rear": [-1.0, 0.0, 1.2, 0.5, 0.5, 0.5, 0.5]}}}}))
+    settings, poses = ground_from_params(path)
+    assert settings.tracking.hold_frames == 2 and list(poses) == ["/rear/image_raw"]
+    assert poses["/rear/image_raw"].translation == (-1.0, 0.0, 1.2)
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "camera_extrinsics.side": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}}}))
+    with pytest.raises(ConfigurationError, match="side"):
+        ground_from_params(path)
+    assert ground_from_params(None)[1] == {}

@@ -110,14 +110,17 @@ class _State:
         self.observations += 1
 
 
-def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """IoU of two (x, y, width, height) boxes."""
+def box_intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Pixels two (x, y, width, height) boxes share."""
     width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+    return width * height if width > 0 and height > 0 else 0
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two (x, y, width, height) boxes."""
+    inter = box_intersection(a, b)
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
 
 
 def ground_gap(a: GroundObstacle | None, b: GroundObstacle | None) -> float:
@@ -139,9 +142,11 @@ class Tracker:
         self._tracks = []
 
     def update(self, obstacles: Sequence[Obstacle],
-               ground: Sequence[GroundObstacle | None] | None = None) -> list[Track]:
+               ground: Sequence[GroundObstacle | None] | None = None,
+               size: tuple[int, int] | None = None) -> list[Track]:
         """This frame's obstacles (and where each stands, or None) -> every live track:
-        the ones seen now (in the obstacles' order), then the unseen ones still kept."""
+        the ones seen now (in the obstacles' order), then the unseen ones still kept. With
+        the frame `size` (height, width), a track whose predicted box leaves it ends."""
         config = self.config
         ground = list(ground) if ground is not None else [None] * len(obstacles)
         if len(ground) != len(obstacles):
@@ -180,7 +185,7 @@ class Tracker:
             # Confirmed: held; not yet: kept while the window can still confirm it.
             keep = config.hold_frames if state.confirmed else (
                 config.window - config.confirm_frames)
-            if state.misses <= keep:
+            if state.misses <= keep and _plausible(state, size):
                 held.append(state)
         for state in seen + held:
             while len(state.seen) > config.window:
@@ -189,6 +194,18 @@ class Tracker:
         self._tracks = seen + held
         return [Track(s.id, *s.predicted(s.misses), s.confirmed, s.misses)
                 for s in self._tracks]
+
+
+def _plausible(state: _State, size: tuple[int, int] | None) -> bool:
+    """Whether an unseen track's predicted box is still an obstacle in view: at least half
+    its last size (a box shrinking away is a blob that merged or split, not motion) and,
+    with the frame `size`, at least half inside the frame."""
+    box = state.predicted(state.misses)[0].bbox
+    last = state.obstacle.bbox
+    if box[2] < last[2] / 2 or box[3] < last[3] / 2:
+        return False
+    return size is None or box_intersection(box, (0, 0, size[1], size[0])) >= (
+        box[2] * box[3] / 2)
 
 
 def reported(tracks: Sequence[Track], config: TrackingConfig) -> list[Track]:
@@ -222,7 +239,8 @@ class CameraTracks:
         if camera is not None and pose is not None and mask is not None:
             camera = camera.resized(mask.shape)
             ground = [locate(o, mask, camera, pose) for o in obstacles]
-        return reported(tracker.update(obstacles, ground), self.config)
+        size = mask.shape if mask is not None else None
+        return reported(tracker.update(obstacles, ground, size), self.config)
 
 
 def track_fields(track: Track) -> dict:

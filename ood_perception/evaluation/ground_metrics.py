@@ -145,7 +145,8 @@ def measure_drive(pipeline: Pipeline, frames: Iterable[SceneFrame],
             ground = [locate(o, result.mask, camera, pose) for o in result.obstacles]
             raw.update(frame.obstacles, [ReportedObstacle(o.bbox, g)
                                          for o, g in zip(result.obstacles, ground, strict=True)])
-            tracks = reported(tracker.update(result.obstacles, ground), tracking)
+            tracks = reported(tracker.update(result.obstacles, ground, result.mask.shape),
+                              tracking)
             tracked.update(frame.obstacles, [ReportedObstacle(t.obstacle.bbox, t.ground, t.id)
                                              for t in tracks])
         pending.clear()

@@ -110,7 +110,8 @@ class GroundOutputs:
         view = self._view(camera, header, camera_info, result.mask.shape)
         ground = [locate(o, result.mask, view.camera, view.pose) if view else None
                   for o in result.obstacles]
-        tracks = reported(camera.tracker.update(result.obstacles, ground), settings.tracking)
+        tracks = reported(camera.tracker.update(result.obstacles, ground, result.mask.shape),
+                          settings.tracking)
         seen = [t for t in tracks if t.misses == 0]
         mask = result.mask
         if settings.tracking.confirmed_only:

@@ -120,3 +120,16 @@ def test_a_held_track_moves_on_at_its_velocity_and_is_found_there_again():
     # Seen again where the motion put it: the same track (IoU with the last box alone: 0.2).
     (found,) = tracker.update([_obstacle(136)], [_ground(17.0)])
     assert found.id == held.id and found.misses == 0
+
+
+def test_a_held_track_ends_when_it_leaves_the_frame_or_its_box_collapses():
+    config = TrackingConfig(confirm_frames=1, window=1, hold_frames=10)
+    leaving = Tracker(config)
+    for x in (30, 20, 10):  # 10 px left per frame, 20 px wide
+        leaving.update([_obstacle(x)], size=(100, 200))
+    held = [leaving.update([], size=(100, 200)) for _ in range(3)]
+    assert [[t.obstacle.bbox[0] for t in h] for h in held] == [[0], [-10], []]  # half, out
+    shrinking = Tracker(config)
+    for size in (20, 14, 8):
+        shrinking.update([_obstacle(100, size=size)])
+    assert shrinking.update([]) == []  # a box going to nothing is no obstacle held

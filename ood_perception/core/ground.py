@@ -173,9 +173,9 @@ def ground_points(camera: CameraModel, pose: CameraPose, pixels: np.ndarray) -> 
 class GroundObstacle:
     """Where one obstacle stands in base_frame (metres)."""
 
-    distance: float  # x of its nearest ground contact (ahead)
-    lateral: float  # y of its contacts' centre (left positive)
-    width: float  # extent of its contacts across y
+    distance: float  # x of its ground contact nearest the camera (ahead)
+    lateral: float  # y of its front face's centre (left positive)
+    width: float  # extent of its front face, across the camera's view
     contacts: tuple[tuple[float, float], ...]  # (x, y) per image column, left to right
 
 
@@ -200,18 +200,16 @@ def locate(obstacle: Obstacle, mask: np.ndarray, camera: CameraModel, pose: Came
     points = points[np.isfinite(points).all(1)]
     if not len(points):
         return None
-    # Lateral place and width on the obstacle's front face (the vertical plane through its
-    # nearest contact, facing the camera): a rounded bottom then does not widen it.
+    # Place and width on the obstacle's front face: the contacts pulled along their rays to
+    # the nearest one's range from the camera, so a rounded bottom does not widen it.
     origin = pose.origin[:2]
-    distance = float(points[:, 0].min())
-    ahead = points[:, 0] - origin[0]
-    scale = np.where(ahead > 1e-6, (distance - origin[0]) / np.where(ahead > 1e-6, ahead, 1.0),
-                     1.0)
-    lateral = origin[1] + (points[:, 1] - origin[1]) * scale
-    # One column's span across y at that distance: the mask's edges are pixel edges.
-    column = float(np.hypot(distance - origin[0], lateral.mean() - origin[1])) / camera.k[0]
-    return GroundObstacle(distance=distance, lateral=float((lateral.min() + lateral.max()) / 2),
-                          width=float(lateral.max() - lateral.min() + column),
+    ranges = np.hypot(*(points - origin).T)
+    nearest = int(np.argmin(ranges))
+    face = origin + (points - origin) * (ranges[nearest] / np.maximum(ranges, 1e-9))[:, None]
+    centre = (face[0] + face[-1]) / 2  # the leftmost and rightmost columns' contacts
+    column = float(ranges[nearest]) / camera.k[0]  # one column's span at that range
+    return GroundObstacle(distance=float(points[nearest, 0]), lateral=float(centre[1]),
+                          width=float(np.hypot(*(face[0] - face[-1])) + column),
                           contacts=tuple(map(tuple, points.tolist())))
 
 

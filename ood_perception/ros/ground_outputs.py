@@ -120,7 +120,7 @@ class GroundOutputs:
                           obstacles=[replace(t.obstacle, id=t.id) for t in tracks])
         stamp = stamp_seconds(header)
         base = Header(stamp=header.stamp, frame_id=settings.base_frame)
-        if view is not None:
+        if view is not None and self.publishers[GRID].get_subscription_count() > 0:
             camera.layer = view.layer(result.mask, [t.ground for t in tracks if t.ground])
             camera.layer_stamp = stamp
         self._publish(camera, base, stamp, tracks)
@@ -170,8 +170,11 @@ class GroundOutputs:
         return CameraPose.from_extrinsics([t.x, t.y, t.z, q.x, q.y, q.z, q.w])
 
     def _skip(self, camera: _CameraGround, reason: str) -> None:
-        self.node.get_logger().warning(f"camera {camera.name}: obstacles not on the ground: "
-                                       f"{reason}", throttle_duration_sec=WARN_THROTTLE_S)
+        """No ground place this frame; said (throttled) while the grid or markers are read."""
+        if self.wanted():
+            self.node.get_logger().warning(f"camera {camera.name}: obstacles not on the "
+                                           f"ground: {reason}",
+                                           throttle_duration_sec=WARN_THROTTLE_S)
         return None
 
 

@@ -34,6 +34,8 @@ DETECTIONS = "detections"
 SCORE_CAMERA_INFO = "score_camera_info"
 # With refine "s2m": the S2M map (32FC1 in [0, 1]).
 S2M_SCORE = "s2m_score"
+# Relative aspect-ratio difference below which a resize to the model input is no stretch.
+ASPECT_TOLERANCE = 0.01
 
 
 @dataclass
@@ -49,6 +51,17 @@ class Camera:
     subscription: Any = None
     info_subscription: Any = None
     camera_info: CameraInfo | None = None
+    # Set at the first frame when its aspect ratio differs from the model input's.
+    resize_note: str | None = None
+    frame_seen: bool = False
+
+    def first_frame(self, frame_size: tuple[int, int], model_size: tuple[int, int]) -> bool:
+        """Note the first frame's stretch to the model input; True only then, if stretched."""
+        if self.frame_seen:
+            return False
+        self.frame_seen = True
+        self.resize_note = resize_note(frame_size, model_size)
+        return self.resize_note is not None
     # Drops by reason at the last diagnostics report.
     reported_drops: dict[str, int] = field(default_factory=dict)
 
@@ -74,21 +87,19 @@ class Publishers:
 
     def for_camera(self, config: NodeConfig, camera: int) -> dict:
         """Output name -> publisher of camera `camera`."""
-        publishers = {output: self.create(Image, config.output_topic(camera, output),
-                                          OUTPUT_QOS) for output in IMAGE_OUTPUTS}
-        for output, message_type in OUTPUT_TYPES.items():
-            publishers[output] = self.create(
-                message_type, config.output_topic(camera, output), OUTPUT_QOS)
-        publishers[SCORE_CAMERA_INFO] = self.create(
-            CameraInfo, config.output_topic(camera, SCORE_CAMERA_INFO), OUTPUT_QOS)
-        if config.refine is not None:
-            publishers[S2M_SCORE] = self.create(
-                Image, config.output_topic(camera, S2M_SCORE), OUTPUT_QOS)
-        if vision_msgs is not None:
-            publishers[DETECTIONS] = self.create(
-                vision_msgs.Detection2DArray, config.output_topic(camera, DETECTIONS),
-                OUTPUT_QOS)
-        return publishers
+        return {output: self.create(message_type, config.output_topic(camera, output), OUTPUT_QOS)
+                for output, message_type in camera_outputs(config).items()}
+
+
+def camera_outputs(config: NodeConfig) -> dict[str, type]:
+    """Output name -> message type of what the node publishes per camera."""
+    outputs = {output: Image for output in IMAGE_OUTPUTS} | OUTPUT_TYPES
+    outputs[SCORE_CAMERA_INFO] = CameraInfo
+    if config.refine is not None:
+        outputs[S2M_SCORE] = Image
+    if vision_msgs is not None:
+        outputs[DETECTIONS] = vision_msgs.Detection2DArray
+    return outputs
 
 
 def wanted_outputs(camera: Camera, config: NodeConfig) -> frozenset[str]:
@@ -108,10 +119,25 @@ def pipeline_outputs(wanted: frozenset[str], config: NodeConfig) -> Outputs:
 
 
 def publish_result(camera: Camera, header: Header, result: FrameResult,
-                   wanted: frozenset[str], config: NodeConfig) -> dict[str, float]:
+                   wanted: frozenset[str], config: NodeConfig,
+                   model_size: tuple[int, int]) -> dict[str, float]:
     """Build and publish what `result` holds for the `wanted` outputs; returns the ms spent
     building the messages ("message_build") and handing them to DDS ("publish")."""
     start = time.perf_counter()
+    messages = frame_messages(header, result, wanted, config, model_size, camera.camera_info)
+    built = time.perf_counter()
+    for output, message in messages:
+        camera.publishers[output].publish(message)
+    return {"message_build": (built - start) * 1000.0,
+            "publish": (time.perf_counter() - built) * 1000.0}
+
+
+def frame_messages(header: Header, result: FrameResult, wanted: frozenset[str],
+                   config: NodeConfig, model_size: tuple[int, int],
+                   info: CameraInfo | None) -> list[tuple[str, Any]]:
+    """(output, message) of what `result` holds for the `wanted` outputs, with the frame's
+    `header`; `model_size` is the model-resolution score's (height, width), `info` the
+    camera's newest calibration. The node publishes these; `replay` records them."""
     messages = []
     if result.anomaly_score is not None:
         messages.append(("anomaly_score", image_message(header, result.anomaly_score, "32FC1")))
@@ -129,21 +155,26 @@ def publish_result(camera: Camera, header: Header, result: FrameResult,
         if DETECTIONS in wanted:
             messages.append((DETECTIONS, detection_array(header, result.obstacles,
                                                          vision_msgs)))
-    info = camera.camera_info
     if info is not None:
         if "camera_info" in wanted:
             messages.append(("camera_info", camera_info_for(header, info)))
-        score = result.anomaly_score
-        if config.score_resolution == "model" and score is not None \
-                and SCORE_CAMERA_INFO in wanted:
-            messages.append((SCORE_CAMERA_INFO, camera_info_for(header, info, score.shape[:2])))
-    built = time.perf_counter()
-    for output, message in messages:
-        camera.publishers[output].publish(message)
-    return {"message_build": (built - start) * 1000.0,
-            "publish": (time.perf_counter() - built) * 1000.0}
+        # Needs only the size: published whether or not the score itself is.
+        if config.score_resolution == "model" and SCORE_CAMERA_INFO in wanted:
+            messages.append((SCORE_CAMERA_INFO, camera_info_for(header, info, model_size)))
+    return messages
 
 
 def _subscribed(publisher) -> bool:
     """Whether anyone subscribes to `publisher` now (a cheap count from the middleware)."""
     return publisher is not None and publisher.get_subscription_count() > 0
+
+
+def resize_note(frame_size: tuple[int, int], model_size: tuple[int, int]) -> str | None:
+    """What the camera status says when frames (height, width) are stretched to a model input
+    of another aspect ratio (more than 1% apart), else None."""
+    (height, width), (model_height, model_width) = frame_size, model_size
+    aspect, model_aspect = width / height, model_width / model_height
+    if abs(aspect / model_aspect - 1.0) <= ASPECT_TOLERANCE:
+        return None
+    return (f"{width}x{height} frames (aspect {aspect:.2f}) stretched to the model's "
+            f"{model_width}x{model_height} input (aspect {model_aspect:.2f})")

@@ -11,8 +11,8 @@ never delivered (from the publishers' sample sequence numbers, where rclpy passe
 
 from __future__ import annotations
 
+import math
 import threading
-import time
 from collections.abc import Callable
 
 from rcl_interfaces.msg import SetParametersResult
@@ -24,12 +24,16 @@ from ood_perception.backends import create_backend
 from ood_perception.core.health import PROCESSING_ERROR, runtime_in_use
 from ood_perception.core.pipeline import Pipeline
 from ood_perception.core.stats import RunningStats
-from ood_perception.errors import ConfigurationError, ImageDecodeError
+from ood_perception.errors import ConfigurationError
 from ood_perception.ros.diagnostics import MESSAGE_INFO_CALLBACKS, Diagnostics
 from ood_perception.ros.frame_slots import FrameSlots, PendingFrame
-from ood_perception.ros.messages import message_to_frame, stamp_seconds
-from ood_perception.ros.parameter_declaration import declare_parameters, declared_values
-from ood_perception.ros.parameters import PARAMETERS, NodeConfig, describe
+from ood_perception.ros.messages import decode_batch, stamp_seconds
+from ood_perception.ros.parameter_declaration import (
+    before_set,
+    declare_parameters,
+    declared_values,
+)
+from ood_perception.ros.parameters import PARAMETERS, NodeConfig, camera_info_beside, describe
 from ood_perception.ros.publishing import (
     Camera,
     Publishers,
@@ -52,11 +56,14 @@ STOPPED = "stopped"
 
 class NodeRuntime:
     """The model, topics and worker of one node; `lifecycle` makes its publishers managed.
-    Declares the node's parameters (bad names raise `ConfigurationError`)."""
+    Declares the node's parameters (bad names raise `ConfigurationError`) and checks changes."""
 
     def __init__(self, node: Node, lifecycle: bool = False):
         self.node = node
         self._qos_overrides = declare_parameters(node)
+        node.add_pre_set_parameters_callback(lambda parameters: before_set(
+            parameters, self.pipeline.backend.info if self.pipeline is not None else None))
+        node.add_on_set_parameters_callback(self.on_set_parameters)
         self._publishers = Publishers(node, lifecycle)
         self.diagnostics = Diagnostics(node, self._publishers)
         self.config: NodeConfig | None = None
@@ -91,6 +98,9 @@ class NodeRuntime:
         except Exception:
             backend.close()
             raise
+        if math.isnan(values["score_threshold"]):  # `ros2 param get` shows the one in use
+            self.node.set_parameters([Parameter("score_threshold", Parameter.Type.DOUBLE,
+                                                config.postprocess.score_threshold)])
         self.config = config
         self.pipeline = Pipeline(backend, config.postprocess, refiner=refiner)
         window = max(2.0, 2 * config.diagnostics_period)
@@ -127,11 +137,14 @@ class NodeRuntime:
         message_type = CompressedImage if config.input_transport == "compressed" else Image
         for camera in self.cameras:
             camera.gaps.reset()
+            # Remapped like image_transport's: camera_info beside the resolved image topic.
+            image_topic = self.node.resolve_topic_name(config.image_topics[camera.index])
             camera.subscription = self.node.create_subscription(
-                message_type, camera.topic, self._image_callback(camera),
+                message_type, config.transport_topic(image_topic), self._image_callback(camera),
                 INPUT_QOS_PROFILES[config.input_qos], qos_overriding_options=QOS_OVERRIDES)
+            camera.topic = camera.subscription.topic_name
             camera.info_subscription = self.node.create_subscription(
-                CameraInfo, config.camera_info_topic(camera.index),
+                CameraInfo, camera_info_beside(image_topic),
                 lambda message, camera=camera: setattr(camera, "camera_info", message),
                 CAMERA_INFO_QOS, qos_overriding_options=QOS_OVERRIDES)
         check_qos_overrides(self._qos_overrides, [
@@ -205,9 +218,9 @@ class NodeRuntime:
                 config = self.config.with_runtime_values(changes, self.pipeline.backend.info)
                 self.pipeline.update_config(config.postprocess)
                 self.config = config
+                self.node.get_logger().info(f"parameters changed: {changes}")
         except ConfigurationError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        self.node.get_logger().info(f"parameters changed: {changes}")
         return SetParametersResult(successful=True)
 
     # --- worker -------------------------------------------------------------------------
@@ -229,34 +242,28 @@ class NodeRuntime:
         exactly once, whatever fails."""
         unanswered = list(pending)
         try:
-            frames, kept, decode_ms = [], [], []
-            now = self._now_s()
-            for item in pending:
-                problem = _too_old(item, config, now)
-                if problem is None:
-                    start = time.perf_counter()
-                    try:
-                        frames.append(message_to_frame(item.message))
-                        decode_ms.append((time.perf_counter() - start) * 1000.0)
-                        kept.append(item)
-                        continue
-                    except ImageDecodeError as error:
-                        problem = error.reason, str(error)
-                    except Exception as error:  # a decoder bug must not sink the other cameras
-                        problem = "decode_error", f"{type(error).__name__}: {error}"
-                self._drop(item, *problem)
+            batch = decode_batch(pending, config.max_frame_age, self._now_s())
+            for item, reason, detail in batch.dropped:
+                self._drop(item, reason, detail)
                 unanswered.remove(item)
+            frames, kept = batch.frames, batch.kept
+            info = self.pipeline.backend.info
+            model_size = (info.input_height, info.input_width)
+            for item, frame in zip(kept, frames, strict=True):
+                camera = self.cameras[item.camera]
+                if camera.first_frame(frame.shape[:2], model_size):  # stretched: say it once
+                    self.node.get_logger().warning(f"camera {camera.name}: {camera.resize_note}")
             wanted = [wanted_outputs(self.cameras[item.camera], config) for item in kept]
             results = self.pipeline.process(
                 frames, [pipeline_outputs(topics, config) for topics in wanted])
             if results:
                 self.diagnostics.record_batch(results[0].timings)
-            for item, result, topics, decode in zip(kept, results, wanted, decode_ms,
+            for item, result, topics, decode in zip(kept, results, wanted, batch.decode_ms,
                                                     strict=True):
                 camera = self.cameras[item.camera]
                 header = item.message.header
                 timings = {"decode": decode, **result.timings,
-                           **publish_result(camera, header, result, topics, config)}
+                           **publish_result(camera, header, result, topics, config, model_size)}
                 camera.stats.record_frame(stamp_seconds(header), self._now_s(), timings)
                 unanswered.remove(item)
         except Exception as error:  # keep serving; the next batch may succeed
@@ -290,11 +297,3 @@ def _open_refiner(config: NodeConfig, backend):
                               settings.score_scale)
     return open_refiner(settings.sam_model_path, refine, config.backend, config.device,
                         settings.detector_path or None, backend.info.score_range)
-
-
-def _too_old(item: PendingFrame, config: NodeConfig, now: float) -> tuple[str, str] | None:
-    """(reason, detail) when the frame is older than `max_frame_age`, else None."""
-    age = now - stamp_seconds(item.message.header)
-    if config.max_frame_age > 0 and age > config.max_frame_age:
-        return "too_old", f"{age:.3f} s old, max_frame_age {config.max_frame_age:g} s"
-    return None

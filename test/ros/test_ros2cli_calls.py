@@ -106,8 +106,8 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
 
 def _dump(client: Client) -> dict[str, ParameterValue]:
     """What `ros2 param dump` asks: every name, then every value."""
-    names = client.call(ListParameters, f"{NODE}/list_parameters",
-                        ListParameters.Request(prefixes=[], depth=0)).result.names
+    every = ListParameters.Request(prefixes=[], depth=ListParameters.Request.DEPTH_RECURSIVE)
+    names = client.call(ListParameters, f"{NODE}/list_parameters", every).result.names
     values = client.call(GetParameters, f"{NODE}/get_parameters",
                          GetParameters.Request(names=list(names))).values
     return dict(zip(names, values, strict=True))
@@ -152,6 +152,11 @@ def test_remapped_camera_params_services_model_size_calibration_and_aspect(
         (after,) = client.call(GetParameters, f"{NODE}/get_parameters",
                                GetParameters.Request(names=["score_threshold"])).values
         assert (after.type, after.double_value) == (ParameterType.PARAMETER_DOUBLE, 1.0)
+        # A parameter fixed at start-up stays so, though it was given a value at declaration.
+        fixed = client.call(SetParameters, f"{NODE}/set_parameters", SetParameters.Request(
+            parameters=[Parameter(name="camera_names", value=ParameterValue(
+                type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=["x"]))]))
+        assert not fixed.results[0].successful
 
         # Only ~/camera_info and ~/score_camera_info are subscribed: no ~/anomaly_score reader.
         assert node.count_subscribers(f"{NODE}/anomaly_score") == 0

@@ -3,8 +3,8 @@
 The node is created with `automatically_declare_parameters_from_overrides`, so what the
 command line and params files set is visible through rclpy's public API: each of our
 parameters is then re-declared with its descriptor and the value given, and any other name
-is a typo. Every parameter holds a value (empty arrays typed as such): rclpy
-answers a request for all parameters with nothing when one of them is unset.
+is a typo. Every parameter holds a value (empty arrays typed as such): rclpy answers a
+request for all parameters with nothing when one of them is unset.
 """
 
 from __future__ import annotations

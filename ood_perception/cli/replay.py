@@ -1,10 +1,11 @@
 """`ood-perception replay`: run the runtime pipeline over recorded rosbags.
 
-Offline (default): `io/replay.py` scores every camera message into a new bag beside a copy
-of the input topics. One bag: `--out` is the output bag. Many (several bags, a folder of
-bags, a glob, a list file): `--out` is a folder that gets one scored bag per input, here or
-on Ray (`--ray`, `fleet/replay.py`). Live (`--live`): `ros/bag_publisher.py` publishes the
-bag's image messages with rclpy at the recorded rate, headers untouched, into a running node.
+Offline (default): `io/scored_bag.py` scores every camera message into a new bag beside a
+copy of the input topics, recorded as the live node publishes it (`ros/bag_recording.py`).
+One bag: `--out` is the output bag. Many (several bags, a folder of bags, a glob, a list
+file): `--out` is a folder that gets one scored bag per input, here or on Ray (`--ray`,
+`fleet/replay.py`). Live (`--live`): `ros/bag_publisher.py` publishes the bag's image
+messages with rclpy at the recorded rate, headers untouched, into a running node.
 """
 
 from __future__ import annotations
@@ -54,9 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output storage (default: same as the input)",
     )
     parser.add_argument(
-        "--params", type=Path, help="node params YAML: score_threshold and postprocess "
-        "settings; tracking, image_topics and camera_extrinsics for the obstacles' ids and "
-        "distances"
+        "--params", type=Path, help="node params YAML: score_threshold and postprocess settings"
     )
     parser.add_argument(
         "--score-threshold",
@@ -86,27 +85,28 @@ def _single_bag(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def _replay_config(args: argparse.Namespace):
-    from ood_perception.io.replay import ReplayConfig
-    from ood_perception.ros.params_file import ground_from_params
+def _scored_bag_config(args: argparse.Namespace):
+    from ood_perception.io.scored_bag import ScoredBagConfig
+    from ood_perception.ros.bag_recording import NodeRecorder
+    from ood_perception.ros.params_file import read_params
 
-    ground, poses = ground_from_params(args.params)
-    return ReplayConfig(topics=tuple(args.topics) if args.topics else None,
-                        storage=args.storage, overlay=not args.no_overlay,
-                        copy_inputs=not args.no_copy, tracking=ground.tracking, poses=poses)
+    return ScoredBagConfig(recorder=NodeRecorder(read_params(args.params),
+                                                 overlay=not args.no_overlay),
+                           topics=tuple(args.topics) if args.topics else None,
+                           storage=args.storage, copy_inputs=not args.no_copy)
 
 
 def replay_bag(args: argparse.Namespace) -> dict:
     """Offline replay of one bag into `args.out`, in this process; the summary."""
     from ood_perception.backends import create_backend
     from ood_perception.core.pipeline import Pipeline
-    from ood_perception.io.replay import replay_bag
+    from ood_perception.io.scored_bag import score_bag
     from ood_perception.ros.params_file import postprocess_from_params
 
     backend = create_backend(args.backend, str(args.model))
     postprocess = postprocess_from_params(args.params, args.score_threshold, backend.info)
-    return replay_bag(_single_bag(args), args.out, Pipeline(backend, postprocess),
-                      _replay_config(args))
+    return score_bag(_single_bag(args), args.out, Pipeline(backend, postprocess),
+                     _scored_bag_config(args))
 
 
 def replay_many(args: argparse.Namespace) -> dict:
@@ -127,7 +127,7 @@ def replay_many(args: argparse.Namespace) -> dict:
         pairs = outputs_in(args.out, expand_bags(args.bags))
     spec = PipelineSpec(str(args.model.absolute()), args.backend, postprocess=partial(
         node_postprocess, postprocess_params(args.params, args.score_threshold)))
-    return replay_bags(pairs, spec, _replay_config(args), fleet)
+    return replay_bags(pairs, spec, _scored_bag_config(args), fleet)
 
 
 def publish_live(args: argparse.Namespace) -> dict:

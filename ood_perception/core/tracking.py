@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ood_perception.core.ground import CameraModel, CameraPose, GroundObstacle, locate
+from ood_perception.core.pipeline import FrameResult
 from ood_perception.core.postprocess import Obstacle
 from ood_perception.errors import ConfigurationError
 
@@ -254,3 +255,19 @@ def track_fields(track: Track) -> dict:
             "distance_m": ground.distance if ground else None,
             "lateral_m": ground.lateral if ground else None,
             "width_m": ground.width if ground else None}
+
+
+def tracked_result(result: FrameResult, tracks: Sequence[Track], config: TrackingConfig
+                   ) -> FrameResult:
+    """`result` as the node reports it after tracking: obstacles = the reported tracks, each
+    with its track id (held ones at their predicted box); with `confirmed_only` the mask
+    keeps only the pixels inside the boxes of the tracks seen in this frame."""
+    mask = result.mask
+    if config.confirmed_only and mask is not None:
+        kept = np.zeros_like(mask)
+        for track in tracks:
+            if track.misses == 0:
+                x, y, width, height = track.obstacle.bbox
+                kept[y:y + height, x:x + width] = mask[y:y + height, x:x + width]
+        mask = kept
+    return replace(result, mask=mask, obstacles=[replace(t.obstacle, id=t.id) for t in tracks])

@@ -1,4 +1,4 @@
-"""`replay` of many bags: one scored bag per input, one shard per bag (`io/replay.py`)."""
+"""`replay` of many bags: one scored bag per input, one shard per bag (`io/scored_bag.py`)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ from ood_perception.fleet.cluster import FleetConfig
 from ood_perception.fleet.inputs import BagInput, expected_frames
 from ood_perception.fleet.runner import Fleet, Shard
 from ood_perception.fleet.spec import PipelineSpec
-from ood_perception.io.replay import ReplayConfig, replay_bag
+from ood_perception.io.scored_bag import ScoredBagConfig, score_bag
 
 
 @dataclass(frozen=True)
 class ReplayJob:
     bag: str
     out: str
-    config: ReplayConfig
+    config: ScoredBagConfig
 
 
 def replay_job(pipeline: Pipeline, job: ReplayJob, progress) -> dict:
     """One bag into its output bag (written aside, so a lost worker leaves no half bag)."""
     out = Path(job.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return replay_bag(Path(job.bag), out, pipeline, replace(job.config, progress=False),
+    return score_bag(Path(job.bag), out, pipeline, replace(job.config, progress=False),
                       progress)
 
 
@@ -34,8 +34,8 @@ def outputs_in(folder: Path, bags: list[BagInput]) -> list[tuple[BagInput, Path]
     return [(bag, folder / bag.name) for bag in bags]
 
 
-def replay_bags(pairs: list[tuple[BagInput, Path]], spec: PipelineSpec, config: ReplayConfig,
-                fleet: FleetConfig) -> dict:
+def replay_bags(pairs: list[tuple[BagInput, Path]], spec: PipelineSpec,
+                config: ScoredBagConfig, fleet: FleetConfig) -> dict:
     """Replay every (bag, output) pair whose output does not exist yet; the run's summary.
 
     A bag that fails (corrupt, truncated, without the topics) is listed and the rest go on;

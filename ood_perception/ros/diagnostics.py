@@ -10,6 +10,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.subscription import Subscription
 
@@ -63,7 +64,10 @@ class Diagnostics:
     def start(self, period_s: float, report) -> None:
         """Call `report` every `period_s` seconds from now on."""
         self._started_s = time.monotonic()
-        self._timer = self.node.create_timer(period_s, report)
+        # Health is timed on the steady clock: under use_sim_time a ROS-time timer stops
+        # with /clock, and a stalled bag would never turn ERROR.
+        self._timer = self.node.create_timer(period_s, report,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -93,8 +97,12 @@ class Diagnostics:
             values = {"topic": camera.topic, **_camera_values(snapshot),
                       "camera_info": "received" if camera.camera_info is not None else "none",
                       "sequence_accounting": _accounting(camera)}
+            message = health.message
+            if camera.resize_note is not None:
+                values["resize"] = camera.resize_note
+                message = f"{message}; {camera.resize_note}"
             statuses.append(diagnostic_status(f"{prefix}: camera {camera.name}", camera.topic,
-                                              health.level, health.message, values))
+                                              health.level, message, values))
         with self._lock:
             failures = self._failures - self._failures_reported
             self._failures_reported = self._failures

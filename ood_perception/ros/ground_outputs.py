@@ -11,7 +11,7 @@ camera's newest layer, dropping layers older than `LAYER_MAX_AGE_S` behind the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
@@ -30,7 +30,7 @@ from ood_perception.core.ground import (
     locate,
 )
 from ood_perception.core.pipeline import FrameResult
-from ood_perception.core.tracking import Track, Tracker, reported
+from ood_perception.core.tracking import Track, Tracker, reported, tracked_result
 from ood_perception.errors import ConfigurationError
 from ood_perception.ros.ground_messages import occupancy_grid, position_markers
 from ood_perception.ros.messages import stamp_seconds
@@ -112,12 +112,7 @@ class GroundOutputs:
                   for o in result.obstacles]
         tracks = reported(camera.tracker.update(result.obstacles, ground, result.mask.shape),
                           settings.tracking)
-        seen = [t for t in tracks if t.misses == 0]
-        mask = result.mask
-        if settings.tracking.confirmed_only:
-            mask = boxes_only(mask, [t.obstacle.bbox for t in seen])
-        tracked = replace(result, mask=mask,
-                          obstacles=[replace(t.obstacle, id=t.id) for t in tracks])
+        tracked = tracked_result(result, tracks, settings.tracking)
         stamp = stamp_seconds(header)
         base = Header(stamp=header.stamp, frame_id=settings.base_frame)
         if view is not None and self.publishers[GRID].get_subscription_count() > 0:
@@ -176,14 +171,6 @@ class GroundOutputs:
                                            f"ground: {reason}",
                                            throttle_duration_sec=WARN_THROTTLE_S)
         return None
-
-
-def boxes_only(mask: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """`mask` with every pixel outside `boxes` (x, y, width, height) cleared."""
-    kept = np.zeros_like(mask)
-    for x, y, width, height in boxes:
-        kept[y:y + height, x:x + width] = mask[y:y + height, x:x + width]
-    return kept
 
 
 def camera_poses(node: Node, cameras: tuple[str, ...]) -> dict[str, CameraPose]:

@@ -3,8 +3,8 @@
 Same parameters, topics and diagnostics; the work moves into the lifecycle transitions
 (rclpy `LifecycleNode`, driven by `ros2 lifecycle set` or a lifecycle manager):
 configure loads the model (and builds a missing TensorRT engine), activate subscribes and
-starts publishing, deactivate stops both, cleanup frees the model. Nothing is published
-before activation.
+starts publishing, deactivate stops both, cleanup frees the model, and shutdown ends the
+process (exit code 0). Nothing is published before activation.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.task import Future
 
 from ood_perception.ros.node import STARTUP_ERRORS, run_node
+from ood_perception.ros.parameter_declaration import declare_overrides
 from ood_perception.ros.parameters import NODE_NAME
 from ood_perception.ros.runtime import NodeRuntime
 
@@ -24,12 +26,10 @@ class OodPerceptionLifecycleNode(LifecycleNode):
     """Declares the parameters at construction; loads nothing before `configure`."""
 
     def __init__(self, **node_options):
-        # Overrides declared first: `NodeRuntime` finds them, typos included, through
-        # rclpy's public parameter API.
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True,
-                         **node_options)
+        declare_overrides(super().__init__, NODE_NAME, node_options)
         self.runtime = NodeRuntime(self, lifecycle=True)
-        self.add_on_set_parameters_callback(self.runtime.on_set_parameters)
+        # Done at the `shutdown` transition: the process then exits, code 0.
+        self.finished = Future()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.get_parameter("build_only").value:
@@ -65,6 +65,7 @@ class OodPerceptionLifecycleNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.runtime.cleanup()
+        self.finished.set_result(state.label)
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:

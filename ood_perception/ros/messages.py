@@ -10,6 +10,8 @@ import array
 import copy
 import math
 import sys
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -24,6 +26,8 @@ from ood_perception.core.codec import (
 from ood_perception.core.frames import Frame, camera_frame
 from ood_perception.core.intrinsics import scale_intrinsics
 from ood_perception.core.message_buffers import message_bytes
+from ood_perception.errors import ImageDecodeError
+from ood_perception.ros.frame_slots import PendingFrame
 
 BIG_ENDIAN = int(sys.byteorder == "big")
 # Diagnostics levels (bytes, as diagnostic_msgs stores them).
@@ -38,6 +42,40 @@ def message_to_frame(message: Image | CompressedImage) -> Frame:
         return decode_compressed(message.format, message.data)
     return camera_frame(message.encoding, message.height, message.width, message.step,
                         message.data, message.is_bigendian)
+
+
+@dataclass
+class DecodedBatch:
+    """The frames of a batch ready for the pipeline, and those dropped with (reason, detail)."""
+
+    kept: list[PendingFrame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    decode_ms: list[float] = field(default_factory=list)
+    dropped: list[tuple[PendingFrame, str, str]] = field(default_factory=list)
+
+
+def decode_batch(pending: list[PendingFrame], max_frame_age: float, now_s: float) -> DecodedBatch:
+    """Decode each frame of a batch; one that is older than `max_frame_age` (> 0) seconds at
+    `now_s` (the node clock) or malformed is dropped, never the batch."""
+    batch = DecodedBatch()
+    for item in pending:
+        age = now_s - stamp_seconds(item.message.header)
+        if max_frame_age > 0 and age > max_frame_age:
+            batch.dropped.append((item, "too_old", f"{age:.3f} s old, max_frame_age "
+                                                   f"{max_frame_age:g} s"))
+            continue
+        start = time.perf_counter()
+        try:
+            batch.frames.append(message_to_frame(item.message))
+        except ImageDecodeError as error:
+            batch.dropped.append((item, error.reason, str(error)))
+            continue
+        except Exception as error:  # a decoder bug must not sink the other cameras
+            batch.dropped.append((item, "decode_error", f"{type(error).__name__}: {error}"))
+            continue
+        batch.decode_ms.append((time.perf_counter() - start) * 1000.0)
+        batch.kept.append(item)
+    return batch
 
 
 def image_array(message: Image) -> np.ndarray:

@@ -8,17 +8,22 @@ code 2. `ood_perception_lifecycle_node` is the managed twin.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.task import Future
 
 from ood_perception.errors import OodPerceptionError
+from ood_perception.ros.parameter_declaration import declare_overrides
 from ood_perception.ros.parameters import NODE_NAME
 from ood_perception.ros.runtime import NodeRuntime
 
+# Seconds a finished node keeps serving, for its last replies.
+DRAIN_S = 0.5
 # What start-up raises for a configuration the user must fix.
 STARTUP_ERRORS = (OodPerceptionError, ParameterException, NameValidationException)
 
@@ -28,12 +33,9 @@ class OodPerceptionNode(Node):
     `ConfigurationError` (and leaves nothing running)."""
 
     def __init__(self, **node_options):
-        # Overrides declared first: `NodeRuntime` finds them, typos included, through
-        # rclpy's public parameter API.
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True,
-                         **node_options)
+        declare_overrides(super().__init__, NODE_NAME, node_options)
         self.runtime = NodeRuntime(self)
-        self.add_on_set_parameters_callback(self.runtime.on_set_parameters)
+        self.finished = Future()  # never done: the node runs until shutdown
         self.build_only = not self.runtime.configure()
         if self.build_only:
             self.get_logger().info("build_only: the engine is built and cached; exiting")
@@ -57,7 +59,8 @@ def run_node(make_node: Callable[[], Node], argv: list[str] | None) -> int:
     try:
         node = make_node()
         if not getattr(node, "build_only", False):
-            rclpy.spin(node)
+            rclpy.spin_until_future_complete(node, node.finished)
+            drain(node)
     except STARTUP_ERRORS as error:
         print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
         code = 2
@@ -69,6 +72,14 @@ def run_node(make_node: Callable[[], Node], argv: list[str] | None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def drain(node: Node) -> None:
+    """Serve callbacks a moment longer after the node finished, so the reply to the request
+    that finished it (a lifecycle `shutdown`) leaves before the process does."""
+    deadline = time.monotonic() + DRAIN_S
+    while rclpy.ok() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

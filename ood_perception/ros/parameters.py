@@ -404,8 +404,13 @@ class NodeConfig:
 
     def input_topic(self, index: int) -> str:
         """The topic subscribed for camera `index` (`<topic>/compressed` for compressed)."""
-        topic = self.image_topics[index]
-        return f"{topic.rstrip('/')}/compressed" if self.input_transport == "compressed" else topic
+        return self.transport_topic(self.image_topics[index])
+
+    def transport_topic(self, image_topic: str) -> str:
+        """What carries `image_topic`'s images: itself, or `<topic>/compressed`."""
+        if self.input_transport == "compressed":
+            return f"{image_topic.rstrip('/')}/compressed"
+        return image_topic
 
     def output_topic(self, index: int, output: str) -> str:
         """`~/<output>` for one camera, `~/<camera>/<output>` for several."""
@@ -415,8 +420,13 @@ class NodeConfig:
 
     def camera_info_topic(self, index: int) -> str:
         """The camera's `camera_info`, beside its image topic (image_transport's rule)."""
-        parent, slash, _ = self.image_topics[index].rpartition("/")
-        return f"{parent}{slash}camera_info"
+        return camera_info_beside(self.image_topics[index])
+
+
+def camera_info_beside(image_topic: str) -> str:
+    """`/front/image_raw` -> `/front/camera_info` (image_transport's rule)."""
+    parent, slash, _ = image_topic.rpartition("/")
+    return f"{parent}{slash}camera_info"
 
 
 def resolved_threshold(threshold: float, info: ModelInfo | None,

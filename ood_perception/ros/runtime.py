@@ -11,8 +11,8 @@ never delivered (from the publishers' sample sequence numbers, where rclpy passe
 
 from __future__ import annotations
 
+import math
 import threading
-import time
 from collections.abc import Callable
 
 from rcl_interfaces.msg import SetParametersResult
@@ -24,13 +24,16 @@ from ood_perception.backends import create_backend
 from ood_perception.core.health import PROCESSING_ERROR, runtime_in_use
 from ood_perception.core.pipeline import Pipeline
 from ood_perception.core.stats import RunningStats
-from ood_perception.errors import ConfigurationError, ImageDecodeError
+from ood_perception.errors import ConfigurationError
 from ood_perception.ros.diagnostics import MESSAGE_INFO_CALLBACKS, Diagnostics
 from ood_perception.ros.frame_slots import FrameSlots, PendingFrame
-from ood_perception.ros.ground_outputs import GroundOutputs
-from ood_perception.ros.messages import message_to_frame, stamp_seconds
-from ood_perception.ros.parameter_declaration import declare_parameters, declared_values
-from ood_perception.ros.parameters import PARAMETERS, NodeConfig, describe
+from ood_perception.ros.messages import decode_batch, stamp_seconds
+from ood_perception.ros.parameter_declaration import (
+    before_set,
+    declare_parameters,
+    declared_values,
+)
+from ood_perception.ros.parameters import PARAMETERS, NodeConfig, camera_info_beside, describe
 from ood_perception.ros.publishing import (
     Camera,
     Publishers,
@@ -53,14 +56,16 @@ STOPPED = "stopped"
 
 class NodeRuntime:
     """The model, topics and worker of one node; `lifecycle` makes its publishers managed.
-    Declares the node's parameters (bad names raise `ConfigurationError`)."""
+    Declares the node's parameters (bad names raise `ConfigurationError`) and checks changes."""
 
     def __init__(self, node: Node, lifecycle: bool = False):
         self.node = node
         self._qos_overrides = declare_parameters(node)
+        node.add_pre_set_parameters_callback(lambda parameters: before_set(
+            parameters, self.pipeline.backend.info if self.pipeline is not None else None))
+        node.add_on_set_parameters_callback(self.on_set_parameters)
         self._publishers = Publishers(node, lifecycle)
         self.diagnostics = Diagnostics(node, self._publishers)
-        self.ground = GroundOutputs(node, self._publishers)
         self.config: NodeConfig | None = None
         self.pipeline: Pipeline | None = None
         self.cameras: list[Camera] = []
@@ -93,6 +98,9 @@ class NodeRuntime:
         except Exception:
             backend.close()
             raise
+        if math.isnan(values["score_threshold"]):  # `ros2 param get` shows the one in use
+            self.node.set_parameters([Parameter("score_threshold", Parameter.Type.DOUBLE,
+                                                config.postprocess.score_threshold)])
         self.config = config
         self.pipeline = Pipeline(backend, config.postprocess, refiner=refiner)
         window = max(2.0, 2 * config.diagnostics_period)
@@ -100,8 +108,7 @@ class NodeRuntime:
                                stats=RunningStats(window_s=window, max_samples=100))
                         for i, name in enumerate(config.camera_names)]
         for camera in self.cameras:
-            camera.publishers = self._publishers.for_camera(config, camera.index)
-        self.ground.open(config)
+            camera.publishers = self._publishers.for_camera(config, camera)
         self.diagnostics.open(runtime_in_use(backend))
         return True
 
@@ -113,7 +120,6 @@ class NodeRuntime:
             for publisher in camera.publishers.values():
                 self._publishers.destroy(publisher)
         self.cameras = []
-        self.ground.close()
         self.diagnostics.close()
         if self.pipeline is not None:
             self.pipeline.backend.close()
@@ -131,14 +137,17 @@ class NodeRuntime:
         message_type = CompressedImage if config.input_transport == "compressed" else Image
         for camera in self.cameras:
             camera.gaps.reset()
+            # Remapped like image_transport's: camera_info beside the resolved image topic.
+            image_topic = self.node.resolve_topic_name(config.image_topics[camera.index])
             camera.subscription = self.node.create_subscription(
-                message_type, camera.topic, self._image_callback(camera),
+                message_type, config.transport_topic(image_topic), self._image_callback(camera),
                 INPUT_QOS_PROFILES[config.input_qos], qos_overriding_options=QOS_OVERRIDES)
+            camera.topic = camera.subscription.topic_name
             camera.info_subscription = self.node.create_subscription(
-                CameraInfo, config.camera_info_topic(camera.index),
+                CameraInfo, camera_info_beside(image_topic),
                 lambda message, camera=camera: setattr(camera, "camera_info", message),
                 CAMERA_INFO_QOS, qos_overriding_options=QOS_OVERRIDES)
-        check_qos_overrides(self._qos_overrides, [*self.ground.publishers.values()] + [
+        check_qos_overrides(self._qos_overrides, [
             entity for camera in self.cameras for entity in (
                 *camera.publishers.values(), camera.subscription, camera.info_subscription)])
         self._stop.clear()
@@ -151,9 +160,10 @@ class NodeRuntime:
                 "this rclpy passes no MessageInfo to callbacks: frames DDS drops before the "
                 "node cannot be counted (drops/lost_in_dds stays 0)")
         info = self.pipeline.backend.info
-        self.node.get_logger().info(f"ready: model {info.model_name} ({info.score_name}, input "
-                                    f"{info.input_height}x{info.input_width}), {describe(config)},"
-                                    f" running on {self.diagnostics.device_in_use}")
+        self.node.get_logger().info(
+            f"ready: model {info.model_name} ({info.score_name}, input {info.input_height}x"
+            f"{info.input_width}), {describe(config)}, running on "
+            f"{self.diagnostics.device_in_use}")
 
     def deactivate(self) -> None:
         """Stop taking frames: subscriptions, worker and timer go; frames still waiting are
@@ -187,8 +197,10 @@ class NodeRuntime:
                 camera.gaps.reset()
             if not self._slots.put(camera.index, message):
                 camera.stats.record_drop(STOPPED)
+
         if MESSAGE_INFO_CALLBACKS:
-            return lambda message, info: receive(message, info.get("publication_sequence_number"))
+            return lambda message, info: receive(message,
+                                                 info.get("publication_sequence_number"))
         return lambda message: receive(message, None)
 
     # --- parameters ---------------------------------------------------------------------
@@ -206,9 +218,9 @@ class NodeRuntime:
                 config = self.config.with_runtime_values(changes, self.pipeline.backend.info)
                 self.pipeline.update_config(config.postprocess)
                 self.config = config
+                self.node.get_logger().info(f"parameters changed: {changes}")
         except ConfigurationError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        self.node.get_logger().info(f"parameters changed: {changes}")
         return SetParametersResult(successful=True)
 
     # --- worker -------------------------------------------------------------------------
@@ -230,33 +242,28 @@ class NodeRuntime:
         exactly once, whatever fails."""
         unanswered = list(pending)
         try:
-            frames, kept, decode_ms = [], [], []
-            now = self._now_s()
-            for item in pending:
-                problem = _too_old(item, config, now)
-                if problem is None:
-                    start = time.perf_counter()
-                    try:
-                        frames.append(message_to_frame(item.message))
-                        decode_ms.append((time.perf_counter() - start) * 1000.0)
-                        kept.append(item)
-                        continue
-                    except ImageDecodeError as error:
-                        problem = error.reason, str(error)
-                    except Exception as error:  # a decoder bug must not sink the other cameras
-                        problem = "decode_error", f"{type(error).__name__}: {error}"
-                self._drop(item, *problem)
+            batch = decode_batch(pending, config.max_frame_age, self._now_s())
+            for item, reason, detail in batch.dropped:
+                self._drop(item, reason, detail)
                 unanswered.remove(item)
+            frames, kept = batch.frames, batch.kept
+            info = self.pipeline.backend.info
+            model_size = (info.input_height, info.input_width)
+            for item, frame in zip(kept, frames, strict=True):
+                camera = self.cameras[item.camera]
+                if camera.first_frame(frame.shape[:2], model_size):  # stretched: say it once
+                    self.node.get_logger().warning(f"camera {camera.name}: {camera.resize_note}")
             wanted = [wanted_outputs(self.cameras[item.camera], config) for item in kept]
             results = self.pipeline.process(
-                frames, [pipeline_outputs(topics, config, self.ground) for topics in wanted])
+                frames, [pipeline_outputs(topics, config) for topics in wanted])
             if results:
                 self.diagnostics.record_batch(results[0].timings)
-            for item, result, topics, decode in zip(kept, results, wanted, decode_ms, strict=True):
+            for item, result, topics, decode in zip(kept, results, wanted, batch.decode_ms,
+                                                    strict=True):
                 camera = self.cameras[item.camera]
                 header = item.message.header
                 timings = {"decode": decode, **result.timings,
-                           **publish_result(camera, header, result, topics, config, self.ground)}
+                           **publish_result(camera, header, result, topics, config, model_size)}
                 camera.stats.record_frame(stamp_seconds(header), self._now_s(), timings)
                 unanswered.remove(item)
         except Exception as error:  # keep serving; the next batch may succeed
@@ -290,11 +297,3 @@ def _open_refiner(config: NodeConfig, backend):
                               settings.score_scale)
     return open_refiner(settings.sam_model_path, refine, config.backend, config.device,
                         settings.detector_path or None, backend.info.score_range)
-
-
-def _too_old(item: PendingFrame, config: NodeConfig, now: float) -> tuple[str, str] | None:
-    """(reason, detail) when the frame is older than `max_frame_age`, else None."""
-    age = now - stamp_seconds(item.message.header)
-    if config.max_frame_age > 0 and age > config.max_frame_age:
-        return "too_old", f"{age:.3f} s old, max_frame_age {config.max_frame_age:g} s"
-    return None

@@ -7,12 +7,9 @@ import os
 
 import pytest
 from PIL import Image
+from ros_harness import isolated_ros_env
 
-pytest.importorskip("rclpy")
-
-from ros_harness import isolated_ros_env  # noqa: E402
-
-from ood_perception.cli.main import COMMANDS, main  # noqa: E402
+from ood_perception.cli.main import COMMANDS, main
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

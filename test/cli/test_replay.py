@@ -1,8 +1,11 @@
-"""`ood-perception replay`: real input bags (sqlite3 and MCAP) in, score/mask/overlay bags out."""
+"""`ood-perception replay`: real input bags (sqlite3 and MCAP) in, bags recorded as the live
+node publishes out (its topics, messages and QoS)."""
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,9 +14,9 @@ import pytest
 
 from ood_perception.cli.main import main
 from ood_perception.io import rosbag as rosbag_io
-from ood_perception.io.replay import output_namespaces
 
 STAMP0 = 1_700_000_000_123_000_000
+NODE = "/ood_perception_node"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,15 +45,15 @@ def test_replay_round_trip(tmp_path, tiny_model_path, storage, capsys):
         by_topic.setdefault(image.topic, []).append(image)
     assert set(by_topic) == {
         "/cam/image_raw",
-        "/cam/anomaly_score",
-        "/cam/obstacle_mask",
-        "/cam/overlay",
+        f"{NODE}/anomaly_score",
+        f"{NODE}/obstacle_mask",
+        f"{NODE}/overlay",
     }
     stamps = [(t // 10**9, t % 10**9) for _, t, _ in frames]
     encodings = {
-        "/cam/anomaly_score": "32FC1",
-        "/cam/obstacle_mask": "mono8",
-        "/cam/overlay": "bgr8",
+        f"{NODE}/anomaly_score": "32FC1",
+        f"{NODE}/obstacle_mask": "mono8",
+        f"{NODE}/overlay": "bgr8",
         "/cam/image_raw": "rgb8",
     }
     for topic, images in by_topic.items():
@@ -60,9 +63,9 @@ def test_replay_round_trip(tmp_path, tiny_model_path, storage, capsys):
             topic
         )
         assert images[0].encoding == encodings[topic]
-    score = by_topic["/cam/anomaly_score"][0].data.view(np.float32).reshape(48, 64)
+    score = by_topic[f"{NODE}/anomaly_score"][0].data.view(np.float32).reshape(48, 64)
     assert score[20:28, 28:36].mean() > score[:8, :8].mean()
-    mask = by_topic["/cam/obstacle_mask"][0].data.reshape(48, 64)
+    mask = by_topic[f"{NODE}/obstacle_mask"][0].data.reshape(48, 64)
     assert set(np.unique(mask)) <= {0, 255}
 
 
@@ -91,7 +94,7 @@ def test_replay_compressed_input_other_storage(tmp_path, tiny_model_path):
         == 0
     )
     topics = {i.topic for i in rosbag_io.read_images(bag_out)}
-    assert topics == {"/front/anomaly_score", "/front/obstacle_mask"}
+    assert topics == {f"{NODE}/anomaly_score", f"{NODE}/obstacle_mask"}
     assert rosbag_io.bag_storage(bag_out) == "mcap"
 
 
@@ -106,16 +109,9 @@ def test_replay_errors(tmp_path, tiny_model_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-def test_output_namespaces():
-    assert output_namespaces(["/cam/image_raw"]) == {"/cam/image_raw": "/cam"}
-    assert output_namespaces(["/image"]) == {"/image": "/image"}
-    shared = output_namespaces(["/cams/left", "/cams/right/compressed"])
-    assert shared == {"/cams/left": "/cams/left", "/cams/right/compressed": "/cams/right"}
-
-
 @pytest.mark.ros
 def test_live_publishes_with_recorded_headers(tmp_path):
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     from sensor_msgs.msg import Image
 
     bag = tmp_path / "in"
@@ -168,16 +164,16 @@ def test_live_publishes_with_recorded_headers(tmp_path):
 
 def test_output_topic_clash_is_refused_before_writing(tmp_path, tiny_model_path, capsys):
     bag_in, bag_out = tmp_path / "in", tmp_path / "out"
-    frames = _frames(count=1) + [("/cam/anomaly_score", STAMP0, _scene())]
+    frames = _frames(count=1) + [(f"{NODE}/anomaly_score", STAMP0, _scene())]
     rosbag_io.write_images(bag_in, frames)
     args = ["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]
     assert main([*args, "--topics", "/cam/image_raw"]) == 2
     assert "--no-copy" in capsys.readouterr().err and not bag_out.exists()
     assert main([*args, "--topics", "/cam/image_raw", "--no-copy"]) == 0
     assert {i.topic for i in rosbag_io.read_images(bag_out)} == {
-        "/cam/anomaly_score",
-        "/cam/obstacle_mask",
-        "/cam/overlay",
+        f"{NODE}/anomaly_score",
+        f"{NODE}/obstacle_mask",
+        f"{NODE}/overlay",
     }
 
 
@@ -246,7 +242,7 @@ def test_a_camera_recorded_raw_and_compressed_is_scored_once(tmp_path, tiny_mode
         out = tmp_path / f"out{len(topics)}"
         assert main(["replay", str(merged), "--out", str(out), "--model", str(tiny_model_path),
                      "--no-copy", "--no-overlay", *topics]) == 0
-        scores = [i for i in rosbag_io.read_images(out) if i.topic == "/cam/anomaly_score"]
+        scores = [i for i in rosbag_io.read_images(out) if i.topic == f"{NODE}/anomaly_score"]
         assert len(scores) == 2
 
 
@@ -265,3 +261,135 @@ def test_a_truncated_message_is_one_dropped_frame(tmp_path, tiny_model_path, cap
                  "--no-overlay"]) == 0
     out = capsys.readouterr().out
     assert "2 frames" in out and "dropped 1 frames: corrupt_message" in out
+
+
+def _bag_with_calibration(path: Path, count: int) -> None:
+    """`count` frames on /cam/image_raw, each after a CameraInfo on /cam/camera_info."""
+    store = rosbag_io.typestore()
+    header_type = store.types["std_msgs/msg/Header"]
+    time_type = store.types["builtin_interfaces/msg/Time"]
+    info_type = store.types["sensor_msgs/msg/CameraInfo"]
+    roi_type = store.types["sensor_msgs/msg/RegionOfInterest"]
+    with rosbag_io.open_writer(path) as writer:
+        images = writer.add_connection("/cam/image_raw", rosbag_io.IMAGE, typestore=store)
+        infos = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo",
+                                      typestore=store)
+        for _, stamp, rgb in _frames(count=count):
+            header = header_type(stamp=time_type(sec=stamp // 10**9, nanosec=stamp % 10**9),
+                                 frame_id="cam_link")
+            info = info_type(header=header, height=48, width=64, distortion_model="plumb_bob",
+                             d=np.zeros(5), k=np.array([50.0, 0, 32, 0, 50, 24, 0, 0, 1]),
+                             r=np.eye(3).ravel(), p=np.array([50.0, 0, 32, 0, 0, 50, 24, 0,
+                                                              0, 0, 1, 0]),
+                             binning_x=0, binning_y=0, roi=roi_type(
+                                 x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+            writer.write(infos, stamp - 1, store.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
+            image = rosbag_io.image_message(store, header, rgb, "rgb8")
+            writer.write(images, stamp, store.serialize_cdr(image, rosbag_io.IMAGE))
+
+
+@pytest.mark.ros
+def test_scored_bag_records_what_the_live_node_publishes(tmp_path, tiny_model_path, monkeypatch):
+    """The same params into `replay --out` and into the node process: the scored bag has the
+    topics (with their QoS) a recording of the live node has, message for message."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from ros_harness import Listener, isolated_ros_env, start_node_process, wait_until
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import ImageMarker
+
+    env = isolated_ros_env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"/**:\n  ros__parameters:\n    model_path: {tiny_model_path}\n"
+        "    image_topics: [/cam/image_raw]\n    score_resolution: model\n"
+        "    publish_semantic: true\n    diagnostics_period: 0.2\n")
+    bag_in, bag_out = tmp_path / "in", tmp_path / "out"
+    _bag_with_calibration(bag_in, 2)
+    assert main(["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path),
+                 "--params", str(params), "--no-copy"]) == 0
+    with rosbag_io.open_reader(bag_out) as reader:
+        recorded = {c.topic: c.msgtype for c in reader.connections}
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        assert all(c.ext.offered_qos_profiles for c in reader.connections)
+    assert set(recorded) == {f"{NODE}/{output}" for output in (
+        "anomaly_score", "obstacle_mask", "overlay", "semantic", "obstacle_markers",
+        "camera_info", "score_camera_info")}
+    assert set(counts.values()) == {2}
+    types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CameraInfo": CameraInfo,
+             "visualization_msgs/msg/ImageMarker": ImageMarker}
+
+    process = start_node_process(["--ros-args", "--params-file", str(params)], env)
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("recorder", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        def published() -> dict[str, str]:
+            """What the node process advertises under its name (the graph's view)."""
+            if NODE[1:] not in node.get_node_names():
+                return {}
+            return {topic: kinds[0] for topic, kinds in node.get_publisher_names_and_types_by_node(
+                NODE[1:], "/") if topic.startswith(f"{NODE}/")}
+
+        assert wait_until(lambda: f"{NODE}/anomaly_score" in published(), 60.0), \
+            process.stderr.read() if process.poll() is not None else "no publishers"
+        advertised = published()
+        listener = Listener(node, {topic: types[kind] for topic, kind in advertised.items()
+                                   if kind in types} | {"/diagnostics": DiagnosticArray})
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        camera = node.create_publisher(Image, "/cam/image_raw", reliable)
+        info = node.create_publisher(CameraInfo, "/cam/camera_info", reliable)
+        def calibrated(message) -> bool:
+            return any(v.key == "camera_info" and v.value == "received"
+                       for s in message.status for v in s.values)
+
+        calibration = CameraInfo(height=48, width=64, k=[50.0, 0, 32, 0, 50, 24, 0, 0, 1])
+
+        def calibration_received() -> bool:
+            info.publish(calibration)  # best effort on the node's side: until it says so
+            reports = listener.messages["/diagnostics"]
+            return bool(reports) and calibrated(reports[-1])
+
+        assert wait_until(calibration_received, 30.0, interval=0.2)
+
+        def topics_of_frame(stamp: Time) -> set[str]:
+            return {topic for topic, messages in list(listener.messages.items())
+                    if topic != "/diagnostics" and any(m.header.stamp == stamp
+                                                       for m in list(messages))}
+
+        def answered_on_every_topic(index: int) -> set[str]:
+            """Send frames with new stamps until one is answered on every topic the bag has
+            (the node counts subscribers that discovery has matched); its topics."""
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline:
+                stamp = STAMP0 + index * 10**6
+                index += 1
+                header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9),
+                                frame_id="cam_link")
+                camera.publish(Image(header=header, height=48, width=64, encoding="rgb8",
+                                     step=64 * 3, data=_scene().tobytes()))
+                if wait_until(lambda h=header: topics_of_frame(h.stamp) >= set(recorded), 2.0):
+                    return topics_of_frame(header.stamp)
+            raise AssertionError(f"no frame answered on all of {sorted(recorded)}")
+
+        answered_on_every_topic(0)
+        # A second frame once every subscription is matched: exactly the bag's topics.
+        live = answered_on_every_topic(1000)
+        assert live == set(recorded)
+        assert {topic: advertised[topic] for topic in live} == recorded
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)

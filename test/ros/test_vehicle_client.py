@@ -17,22 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy
 import yaml
-
-rclpy = pytest.importorskip("rclpy")
-
-from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import Listener, start_node_process, wait_until  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import ImageMarker  # noqa: E402
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import Listener, start_node_process, wait_until
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import ImageMarker
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"
@@ -122,13 +120,13 @@ def test_reliable_override_exact_accounting_health_and_camera_info(client, ros_e
 
         # camera_info goes out with the header of an answered frame.
         assert wait_until(lambda: info.get_subscription_count() == 1, 10.0)
-        info.publish(CameraInfo(header=Header(frame_id="front_optical"), height=24, width=32,
-                                k=[50.0, 0.0, 16.0, 0.0, 50.0, 12.0, 0.0, 0.0, 1.0]))
-        time.sleep(0.5)
+        calibration = CameraInfo(header=Header(frame_id="front_optical"), height=24, width=32,
+                                 k=[50.0, 0.0, 16.0, 0.0, 50.0, 12.0, 0.0, 0.0, 1.0])
         warmup = _frame(time.time_ns())
         sent = 0
         deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until a frame comes back with the calibration
+            info.publish(calibration)
             camera.publish(warmup)
             sent += 1
             try:

@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from ros_required import ROS_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ood_perception"
@@ -23,9 +24,6 @@ RANKS = {
     "fleet": 3,
     "cli": 4,
 }
-ROS_PACKAGES = {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "std_msgs",
-                "diagnostic_msgs", "lifecycle_msgs", "visualization_msgs", "vision_msgs",
-                "geometry_msgs", "launch", "launch_ros"}
 
 
 def _modules() -> dict[str, Path]:

@@ -20,7 +20,7 @@ RANKS = {
     "errors": 0, "contract": 0, "__init__": 0,
     "models": 1,
     "core": 2, "backends": 2, "io": 2,
-    "synthetic": 3, "evaluation": 3, "training": 3, "export": 3, "ros": 3, "benchmark": 3,
+    "synthetic": 3, "evaluation": 3, "training": 3, "export": 3, "ros": 3, "profiling": 3,
     "fleet": 3,
     "cli": 4,
 }

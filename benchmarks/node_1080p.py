@@ -76,7 +76,7 @@ def main() -> None:
 
         def on_diagnostics(message: DiagnosticArray) -> None:
             for status in message.status:
-                if status.name.endswith("anomaly segmentation"):
+                if ": camera " in status.name:  # "<node>: camera <camera_name>"
                     diagnostics.append({v.key: v.value for v in status.values})
 
         camera.create_subscription(Image, "/ood_perception_node/anomaly_score", on_score, 10)

@@ -157,6 +157,8 @@ def run_cameras(cameras: int, model: Path, args: argparse.Namespace, scratch: Pa
     wall = t1 - t0
     result.update({
         "node_stage_mean_ms": {stage: mean(f"{stage}_mean_ms") for stage in STAGES},
+        # Host time: every stage but inference, what the node spends around the model.
+        "node_host_ms": sum(mean(f"{stage}_mean_ms") for stage in STAGES if stage != "inference"),
         "node_rate_hz_per_camera": mean("rate_hz"),
         # Frames the node's worker processed and frames replaced while it was busy; what the
         # client sent beyond both never reached the node's subscription in time (DDS).

@@ -1,7 +1,7 @@
 """`ood-perception benchmark`: stage times and frame rates against the official UEM protocol.
 
-Writes the figures as JSON and as the README's markdown table, and prints one PASS / MISS
-line per speed target (README, Speed). `--tiny` swaps in small models and frames so a CPU run takes
+Writes the figures as JSON and as docs/speed.md's markdown table, and prints one PASS / MISS
+line per speed target (docs/speed.md). `--tiny` swaps in small models and frames so a CPU run takes
 seconds (its figures check the tool, not the targets).
 """
 

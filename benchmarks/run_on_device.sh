@@ -25,14 +25,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     # Offline: every dependency the GPU path needs is in the machine's image (torch, numpy,
     # opencv-python-headless, onnx, onnxruntime, onnxscript, pytest); --no-deps skips rosbags.
     "$PYTHON" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -2
-    "$PYTHON" -c 'import ood_perception.benchmark.speed, ood_perception.backends.torch; print("ood_perception imports")'
+    "$PYTHON" -c 'import ood_perception.profiling.speed, ood_perception.backends.torch; print("ood_perception imports")'
 } >"$OUT/env.txt" 2>&1
 status=0
 
 OOD_PARITY_REPORT="$OUT/parity.jsonl" timeout 270 "$PYTHON" -m pytest -p no:cacheprovider \
     -q -rs -m gpu --timeout 250 test/core/test_parity.py test/backends/test_backend_torch.py \
     test/backends/test_sam_runners.py test/core/test_pipeline.py \
-    test/core/test_gpu_preprocess.py test/benchmark/test_benchmark.py \
+    test/core/test_gpu_preprocess.py test/profiling/test_speed.py \
     2>&1 | tee "$OUT/pytest_gpu.log" || status=1
 
 PRECISION=$([ "$DEVICE" = cpu ] && echo fp32 || echo fp16)

@@ -1,7 +1,7 @@
 """`ood-perception benchmark`: stage times and frame rates against the official UEM protocol.
 
-Writes the figures as JSON and as the README's markdown table, and prints one PASS / MISS
-line per speed target (README, Speed). `--tiny` swaps in small models and frames so a CPU run takes
+Writes the figures as JSON and as docs/speed.md's markdown table, and prints one PASS / MISS
+line per speed target (docs/speed.md). `--tiny` swaps in small models and frames so a CPU run takes
 seconds (its figures check the tool, not the targets).
 """
 
@@ -17,7 +17,7 @@ TINY_FRAME_SIZE = (70, 126)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ood_perception.benchmark.speed import CASE_NAMES
+    from ood_perception.profiling.speed import CASE_NAMES
 
     parser.add_argument("--device", default=None,
                         help="'cuda', 'cuda:N' or 'cpu' (default: cuda when available)")
@@ -56,7 +56,7 @@ def settings_from_args(args: argparse.Namespace):
     """The parsed flags -> benchmark Settings (tiny and device-dependent defaults filled)."""
     import torch
 
-    from ood_perception.benchmark.speed import Settings
+    from ood_perception.profiling.speed import Settings
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
@@ -72,14 +72,14 @@ def settings_from_args(args: argparse.Namespace):
 
 def run_benchmark_command(args: argparse.Namespace) -> dict:
     """Measure, write the requested files, print the table and the target lines."""
-    from ood_perception.benchmark.speed import (
+    from ood_perception.errors import ConfigurationError
+    from ood_perception.profiling.speed import (
         build_cases,
         camera_buffers,
         profile_case,
         render_markdown,
         run_benchmark,
     )
-    from ood_perception.errors import ConfigurationError
 
     settings = settings_from_args(args)
     if args.profile is not None and args.profile not in build_cases(settings):

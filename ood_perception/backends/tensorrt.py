@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ood_perception.backends import tensorrt_cache
 from ood_perception.backends.base import BackendOutput
 from ood_perception.backends.device import parse_device
-from ood_perception.backends import tensorrt_cache
 from ood_perception.backends.tensorrt_cache import PRECISIONS, build_engine, contract_profile
 from ood_perception.contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
 from ood_perception.errors import ConfigurationError

@@ -2,8 +2,9 @@
 
 The file holds only tensors and plain values (loaded with weights_only=True); the model is
 rebuilt through the registry, so it runs the same code that produced the ONNX graph. On
-CUDA it runs fp32 (TF32 off), or fp16/bf16 under autocast with the modules in
-`FP32_MODULES` kept in fp32, and replays one CUDA graph per batch size.
+CUDA it runs fp32 (TF32 off), or fp16/bf16 under autocast (no module needs pinning to fp32:
+the GMM heads' Mahalanobis term is a difference, then a scale), and replays one CUDA graph per
+batch size.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 PRECISIONS = BACKEND_PRECISIONS["torch"]
-# Run in fp32 under autocast: the GMM head expands the Mahalanobis distance into
-# x^2 - 2xm + m^2, which cancels in 16-bit floats (bf16 on CPU, random ViT-S GG weights:
-# max score error 0.27 with it in bf16, 0.23 with it in fp32, over a score spread of 5).
-FP32_MODULES = ("GMMSegHead",)
 # Eager runs before a CUDA graph is captured (cuDNN / cuBLAS pick their kernels, lazy init).
 GRAPH_WARMUP = 3
 
@@ -59,21 +56,6 @@ def _deploy_path(model_path: str | Path) -> Path:
             f"torch deploy file not found: {path} (write it with `ood-perception export "
             "--save-torch`)")
     return path
-
-
-def _keep_fp32(module: torch.nn.Module) -> None:
-    """Make `module` run with autocast off and float32 inputs, whatever the caller's autocast."""
-    import torch
-
-    forward = module.forward
-
-    def fp32_forward(*args):
-        device_type = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
-        with torch.autocast(device_type, enabled=False):
-            return forward(*(a.float() if torch.is_tensor(a) and a.is_floating_point() else a
-                             for a in args))
-
-    module.forward = fp32_forward
 
 
 @contextlib.contextmanager
@@ -207,10 +189,6 @@ class TorchBackend:
             from ood_perception.models.deploy_file import load_torch_deploy
 
             model = load_torch_deploy(_deploy_path(model_path))
-        if precision != "fp32":
-            for module in model.modules():
-                if type(module).__name__ in FP32_MODULES:
-                    _keep_fp32(module)
         self._model = model.to(self._device).eval()
         self.info = model.info
         self.cuda_graphs = cuda_graphs and self._device.type == "cuda"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from uem_tiny import WINDOW, tiny_config, tiny_network
 
 from ood_perception.contract import CITYSCAPES_CLASSES, ModelInfo
@@ -162,3 +163,20 @@ def test_check_names_the_file_and_counts_the_rest(tmp_path: Path) -> None:
 def test_the_tiny_contract_graph_of_the_backend_tests_follows_them(tiny_model_path) -> None:
     """It is the graph the TensorRT engine tests build where TensorRT runs."""
     assert uint8_rule_violations(onnx.load(str(tiny_model_path))) == []
+
+
+def test_no_folded_constant_leaves_fp16_range_with_small_gmm_diagonals(tmp_path: Path) -> None:
+    """A TensorRT fp16 engine stores the graph's constants in fp16 (largest 65504); trained
+    GMM heads have small diagonals, whose 1 / diagonal^2 would not fit."""
+    deploy = _uem("gg", single=True)
+    with torch.no_grad():
+        for name, tensor in deploy.state_dict().items():
+            if name.endswith("diagonal"):
+                tensor.fill_(0.003)
+    model = onnx.load(str(export_onnx(deploy.eval(), tmp_path / "gg.onnx")))
+    tensors = [*model.graph.initializer, *(attribute.t for node in model.graph.node
+                                           for attribute in node.attribute
+                                           if attribute.name == "value")]
+    largest = max(float(np.abs(numpy_helper.to_array(t)).max(initial=0.0)) for t in tensors
+                  if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16))
+    assert largest < 65504.0, largest

@@ -84,18 +84,30 @@ def precision_context(device: torch.device, precision: str):
     return _ieee_fp32() if device.type == "cuda" else contextlib.nullcontext()
 
 
-class CudaGraphRunner:
-    """`fn(x)` replayed from one CUDA graph per input shape, captured lazily after a warm-up.
+def graph_batch_sizes(max_batch: int) -> list[int]:
+    """The batch sizes captured at start-up: every size up to `max_batch` (the node's camera
+    count), since a batch holds the cameras whose frames arrived in time."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigurationError(f"max batch must be an integer >= 1, got {max_batch!r}")
+    return list(range(1, max_batch + 1))
 
-    Outputs are the graph's static tensors: they are overwritten by the next call.
+
+class CudaGraphRunner:
+    """`fn(x)` replayed from one CUDA graph per input shape, captured after a warm-up: all at
+    once by `prepare` (start-up), or lazily on a shape's first call when `capture_new`.
+
+    Outputs are the graph's static tensors: they are overwritten by the next call. A capture
+    that fails (a forward that waits for the host cannot be captured) leaves that shape eager.
     """
 
-    def __init__(self, fn: Callable, device: torch.device, warmup: int = GRAPH_WARMUP):
+    def __init__(self, fn: Callable, device: torch.device, warmup: int = GRAPH_WARMUP,
+                 capture_new: bool = True):
         import torch
 
         self._fn = fn
         self._device = device
         self._warmup = warmup
+        self.capture_new = capture_new
         self._graphs: dict[tuple, tuple] = {}
         # Replays run one at a time and callers copy the outputs out, so all shapes can share
         # one memory pool instead of holding one each.
@@ -113,7 +125,7 @@ class CudaGraphRunner:
         with torch.cuda.device(self._device):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), _host_syncs_raise():
+            with torch.cuda.stream(side):
                 for _ in range(self._warmup):
                     self._fn(static_input)
             torch.cuda.current_stream().wait_stream(side)
@@ -123,9 +135,13 @@ class CudaGraphRunner:
                 outputs = self._fn(static_input)
         return static_input, graph, outputs
 
-    def __call__(self, x: torch.Tensor):
-        """Replay the graph of `x`'s shape, capturing it first; a shape whose capture fails
-        runs eagerly from then on (the others keep their graphs)."""
+    def prepare(self, examples: list[torch.Tensor]) -> None:
+        """Capture the graph of each example's shape now; later calls capture nothing new."""
+        for example in examples:
+            self._ensure(example)
+        self.capture_new = False
+
+    def _ensure(self, x: torch.Tensor) -> None:
         import torch
 
         key = (tuple(x.shape), x.dtype)
@@ -140,7 +156,13 @@ class CudaGraphRunner:
                 LOGGER.warning("CUDA graph capture failed for input %s (%s); that shape runs "
                                "eagerly", list(x.shape), (str(error).splitlines() or [""])[0])
                 self._graphs[key] = None
-        entry = self._graphs[key]
+
+    def __call__(self, x: torch.Tensor):
+        """Replay the graph of `x`'s shape (capturing it first when `capture_new`); a shape
+        without a graph runs eagerly."""
+        if self.capture_new:
+            self._ensure(x)
+        entry = self._graphs.get((tuple(x.shape), x.dtype))
         if entry is None:
             return self._fn(x)
         static_input, graph, outputs = entry
@@ -149,31 +171,19 @@ class CudaGraphRunner:
         return outputs
 
 
-@contextlib.contextmanager
-def _host_syncs_raise():
-    """A forward that waits for the GPU (`.item()`, host tensors) cannot be captured: let the
-    warm-up say so, before a failed capture leaves the allocator mid-capture."""
-    import torch
-
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
-
-
 class TorchBackend:
     """A DeployModel on CPU or CUDA, in fp32 or under fp16/bf16 autocast, CUDA graphs on CUDA.
 
     `model_path`: a `.pt` deploy file (or the `.onnx` it sits beside), or a DeployModel in
-    memory (benchmarks, parity checks); the backend works on its own copy of it.
+    memory (benchmarks, parity checks); the backend works on its own copy of it. `max_batch`:
+    capture the CUDA graphs of batches 1..max_batch at start-up instead of on first use.
     """
 
     name = "torch"
 
     def __init__(self, model_path: str | Path | DeployModel, device: str = "cpu",
-                 precision: str = "fp32", cuda_graphs: bool = True):
+                 precision: str = "fp32", cuda_graphs: bool = True,
+                 max_batch: int | None = None):
         import torch
 
         check_target(device, precision)
@@ -192,7 +202,18 @@ class TorchBackend:
         self._model = model.to(self._device).eval()
         self.info = model.info
         self.cuda_graphs = cuda_graphs and self._device.type == "cuda"
-        self._graphs = CudaGraphRunner(self._forward, self._device) if self.cuda_graphs else None
+        # With `max_batch` (a node's camera count) every batch size is captured here, at
+        # start-up, and no live frame waits for a capture.
+        self.graph_batches = graph_batch_sizes(max_batch) if max_batch is not None else None
+        self._graphs = None
+        if self.cuda_graphs:
+            self._graphs = CudaGraphRunner(self._forward, self._device,
+                                           capture_new=self.graph_batches is None)
+            if self.graph_batches is not None:
+                height, width = self.info.input_size
+                self._graphs.prepare([
+                    torch.zeros((batch, height, width, 3), dtype=torch.uint8,
+                                device=self._device) for batch in self.graph_batches])
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self._torch.no_grad(), precision_context(self._device, self.precision):

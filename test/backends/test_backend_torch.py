@@ -167,3 +167,25 @@ def test_cuda_graphs_per_batch_size(gg_model) -> None:
     torch.testing.assert_close(first, eager.run_torch(two)[0], atol=1e-3, rtol=1e-3)
     from_gpu_tensor = graphed.run_torch(torch.from_numpy(two).cuda())[0]
     torch.testing.assert_close(from_gpu_tensor, first)
+
+
+def test_graphs_for_every_batch_up_to_the_cameras_are_planned_at_start_up(gg_model) -> None:
+    from ood_perception.backends.torch import graph_batch_sizes
+
+    assert graph_batch_sizes(3) == [1, 2, 3]
+    with pytest.raises(ConfigurationError, match="max batch must be an integer >= 1"):
+        graph_batch_sizes(0)
+    backend = create_backend("torch", gg_model, max_batch=2)
+    assert backend.graph_batches == [1, 2] and not backend.cuda_graphs  # CPU: eager
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_are_captured_at_start_up_not_in_a_live_frame(gg_model) -> None:
+    backend = create_backend("torch", gg_model, device="cuda", precision="fp16", max_batch=3)
+    height, width = backend.info.input_size
+    assert sorted(shape[0][0] for shape in backend._graphs.captured_shapes) == [1, 2, 3]
+    backend.run_torch(frames(backend.info, 2))
+    backend.run_torch(frames(backend.info, 4))  # beyond the cameras: eager, no capture
+    assert len(backend._graphs.captured_shapes) == 3
+    assert backend._graphs.captured_shapes[0][0] == (1, height, width, 3)

@@ -114,7 +114,7 @@ def test_large_shrinks_go_in_passes_of_at_most_the_antialias_factor():
     for source, target in (((4000, 3000), (37, 29)), ((941, 941), (10, 10))):
         sizes = [source, *gpu.antialias_passes(source, target)]
         assert all(before[i] <= gpu.MAX_ANTIALIAS_FACTOR * after[i]
-                   for before, after in zip(sizes, sizes[1:]) for i in (0, 1))
+                   for before, after in zip(sizes[:-1], sizes[1:], strict=True) for i in (0, 1))
 
 
 def test_a_large_shrink_in_passes_stays_close_to_one_pass_and_the_host_resize():

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ood_perception.cli.arguments import image_size
+from ood_perception.cli.arguments import add_runtime_arguments, image_size, runtime_options
 
 TINY_FRAME_SIZE = (70, 126)
 
@@ -19,11 +19,10 @@ TINY_FRAME_SIZE = (70, 126)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ood_perception.profiling.speed import CASE_NAMES
 
-    parser.add_argument("--device", default=None,
-                        help="'cuda', 'cuda:N' or 'cpu' (default: cuda when available)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                        help="product cases' precision (default: fp16 on cuda, fp32 on cpu); "
-                        "the official protocol always runs fp32")
+    # The cases run models in memory with random weights: the torch backend only. Device
+    # default: cuda when available; precision default: fp16 on cuda, fp32 on cpu (the official
+    # protocol always runs fp32).
+    add_runtime_arguments(parser, backends=("torch",), default_backend="torch")
     parser.add_argument("--cases", default=",".join(CASE_NAMES),
                         help=f"comma-separated subset of: {', '.join(CASE_NAMES)}")
     parser.add_argument("--frame-size", type=image_size, default=None,
@@ -60,6 +59,8 @@ def settings_from_args(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
+    runtime_options(argparse.Namespace(backend=args.backend, device=device,
+                                       precision=precision))
     frame_size = args.frame_size or (TINY_FRAME_SIZE if args.tiny else (1080, 1920))
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
     iterations = args.iterations if args.iterations is not None else (3 if args.tiny else 20)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint params-doc clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The parameter table (docs/parameters.md) and config/ood_perception.yaml from PARAMETERS.
+params-doc: $(STAMP)
+	$(VENV)/bin/ood-perception params-doc --write
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ood_perception test launch benchmarks

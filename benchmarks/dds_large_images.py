@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from record import add_json_argument, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
 CONFIGS = {
@@ -125,7 +127,7 @@ def main() -> None:
                         help="subscriber callback time per message")
     parser.add_argument("--wait", type=float, default=10.0, help="discovery timeout, s")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_argument(parser, "dds_large_images")
     args = parser.parse_args()
     if args.role == "publisher":
         _publisher(args)
@@ -140,8 +142,7 @@ def main() -> None:
         print(f"{row['config']:>10}: {row['received']}/{row['sent']} frames "
               f"({100 * row['received_fraction']:.0f}%), latency p50 "
               f"{row['latency_p50_ms'] or float('nan'):.1f} ms")
-    if json_path:
-        json_path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    write_results(json_path, "dds_large_images", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import json
 import os
 import statistics
 import time
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+from record import add_json_argument, write_results
 
 from ood_perception.core.frames import camera_frame
 from ood_perception.core.message_buffers import message_array, message_bytes
@@ -163,7 +163,7 @@ def measure(repeat: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--json", help="write the results here")
+    add_json_argument(parser, "host_path_steps")
     args = parser.parse_args(argv)
     cv2.setNumThreads(int(os.environ.get("OPENCV_THREADS", cv2.getNumThreads())))
     results = {"opencv_threads": cv2.getNumThreads(), "load_average_1min": os.getloadavg()[0],
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:32s} " + "  ".join(cells + now))
     print(f"load average {results['load_average_1min']:.2f}, opencv threads "
           f"{results['opencv_threads']}")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(results, file, indent=2)
+    write_results(args.json, "host_path_steps", {"repeat": args.repeat, **results})
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import add_json_argument, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,10 +66,11 @@ def main() -> int:
     parser.add_argument("--input-size", default="1080x1920", help="camera frame HxW")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/m2f_resize_back"),
                         help="where the two scores are saved")
+    add_json_argument(parser, "m2f_resize_back")
     args = parser.parse_args()
     height, width = (int(side) for side in args.input_size.split("x"))
     args.folder.mkdir(parents=True, exist_ok=True)
-    scores = {}
+    scores, figures = {}, {"model": args.model, "input_size": args.input_size, "orders": {}}
     for order in ("masks", "score"):
         out = args.folder / f"{order}.npy"
         code, peak, wall = _child([sys.executable, "-c", SCORE_ONE_FRAME, args.model,
@@ -78,11 +80,15 @@ def main() -> int:
         if code != 0:
             return code
         scores[order] = np.load(out)
+        figures["orders"][order] = {"peak_rss_gb": round(peak, 2), "seconds": round(wall, 1)}
     official, cheap = scores["masks"], scores["score"]
     spread = float(np.ptp(official))
+    figures["max_difference_of_range"] = float(np.abs(cheap - official).max() / spread)
+    figures["top5_iou"] = float(top_iou(official, cheap))
     print(f"{args.model} at {args.input_size}: max |score - official| = "
-          f"{np.abs(cheap - official).max() / spread:.2g} of the official range "
-          f"({spread:.3g}), top-5% IoU {top_iou(official, cheap):.4f}")
+          f"{figures['max_difference_of_range']:.2g} of the official range "
+          f"({spread:.3g}), top-5% IoU {figures['top5_iou']:.4f}")
+    write_results(args.json, "m2f_resize_back", figures)
     return 0
 
 

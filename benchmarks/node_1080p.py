@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import add_json_argument, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="contract ONNX (default: exported ViT-S UEM)")
     parser.add_argument("--rate", type=float, default=10.0, help="camera frames per second")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_argument(parser, "node_1080p")
     args = parser.parse_args()
 
     env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTRTPS_DEFAULT_PROFILES_FILE":
@@ -75,7 +76,7 @@ def main() -> None:
 
         def on_diagnostics(message: DiagnosticArray) -> None:
             for status in message.status:
-                if status.name.endswith("anomaly segmentation"):
+                if ": camera " in status.name:  # "<node>: camera <camera_name>"
                     diagnostics.append({v.key: v.value for v in status.values})
 
         camera.create_subscription(Image, "/ood_perception_node/anomaly_score", on_score, 10)
@@ -114,8 +115,7 @@ def main() -> None:
         camera.destroy_node()
         rclpy.try_shutdown()
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    write_results(args.json, "node_1080p", {"seconds": args.seconds, **result})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import add_json_argument, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
 STAGES = ("decode", "preprocess", "inference", "resize_back", "postprocess", "message_build",
@@ -155,6 +157,8 @@ def run_cameras(cameras: int, model: Path, args: argparse.Namespace, scratch: Pa
     wall = t1 - t0
     result.update({
         "node_stage_mean_ms": {stage: mean(f"{stage}_mean_ms") for stage in STAGES},
+        # Host time: every stage but inference, what the node spends around the model.
+        "node_host_ms": sum(mean(f"{stage}_mean_ms") for stage in STAGES if stage != "inference"),
         "node_rate_hz_per_camera": mean("rate_hz"),
         # Frames the node's worker processed and frames replaced while it was busy; what the
         # client sent beyond both never reached the node's subscription in time (DDS).
@@ -191,13 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", help="py-spy executable: profile the node's worker")
     parser.add_argument("--node-script", help="run this script instead of the node module "
                         "(a changed node to compare, same parameters)")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_argument(parser, "node_host_path")
     args = parser.parse_args(argv)
     os.environ.update({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                        "FASTRTPS_DEFAULT_PROFILES_FILE": str(PROFILE),
                        "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)})
-    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
-               "score_resolution": args.score_resolution,
+    results = {"score_resolution": args.score_resolution,
                "input_size": args.input_size, "cases": []}
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
@@ -206,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             case = run_cameras(cameras, model, args, scratch)
             results["cases"].append(case)
             print(json.dumps(case, indent=2), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_results(args.json, "node_host_path", results)
     return 0
 
 

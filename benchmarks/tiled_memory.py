@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from record import add_json_argument, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ORT_RUN = """
@@ -60,6 +62,7 @@ def main() -> int:
                         help="reuse the graph already in --folder")
     parser.add_argument("--check", action="store_true",
                         help="also measure an export with its ONNX Runtime vs PyTorch check")
+    add_json_argument(parser, "tiled_memory")
     args = parser.parse_args()
 
     args.folder.mkdir(parents=True, exist_ok=True)
@@ -75,12 +78,17 @@ def main() -> int:
     steps.append(("onnxruntime run", [sys.executable, "-c", ORT_RUN, str(graph)]))
 
     print(f"{args.model} {args.input_size} --window-chunk {args.window_chunk}", flush=True)
+    figures = {"model": args.model, "input_size": args.input_size,
+               "window_chunk": args.window_chunk, "steps": {}}
     for name, command in steps:
         code, peak, wall = _child(command)
         print(f"{name}: peak RSS {peak:.2f} GB, {wall:.0f} s, exit {code}", flush=True)
         if code != 0:
             return code
-    print(f"graph: {graph} ({graph.stat().st_size / 1e6:.0f} MB)")
+        figures["steps"][name] = {"peak_rss_gb": round(peak, 2), "seconds": round(wall, 1)}
+    figures["graph_mb"] = round(graph.stat().st_size / 1e6)
+    print(f"graph: {graph} ({figures['graph_mb']} MB)")
+    write_results(args.json, "tiled_memory", figures)
     return 0
 
 

@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from ros_required import ROS_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ood_perception"
@@ -19,13 +20,10 @@ RANKS = {
     "errors": 0, "contract": 0, "__init__": 0,
     "models": 1,
     "core": 2, "backends": 2, "io": 2,
-    "synthetic": 3, "evaluation": 3, "training": 3, "export": 3, "ros": 3, "benchmark": 3,
+    "synthetic": 3, "evaluation": 3, "training": 3, "export": 3, "ros": 3, "profiling": 3,
     "fleet": 3,
     "cli": 4,
 }
-ROS_PACKAGES = {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "std_msgs",
-                "diagnostic_msgs", "lifecycle_msgs", "visualization_msgs", "vision_msgs",
-                "geometry_msgs", "nav_msgs", "tf2_ros", "launch", "launch_ros"}
 
 
 def _modules() -> dict[str, Path]:

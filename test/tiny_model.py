@@ -31,16 +31,16 @@ class TinyMagentaModel(nn.Module):
         with torch.no_grad():
             self.blur.weight.fill_(1.0 / 9.0)
         rows = torch.arange(height).view(height, 1).expand(height, width)
-        self.register_buffer("layout", torch.where(rows < height // 2, SKY_ID, ROAD_ID).to(
-            torch.uint8))
+        self.register_buffer("layout", torch.where(rows < height // 2, SKY_ID, ROAD_ID).float())
 
     def forward(self, image: torch.Tensor):
-        rgb = image.permute(0, 3, 1, 2).float()
+        rgb = image.float().permute(0, 3, 1, 2)  # TensorRT: a uint8 input feeds a Cast only
         magenta = ((rgb[:, 0:1] + rgb[:, 2:3]) * 0.5 - rgb[:, 1:2]) / 255.0
         score = self.blur(magenta.clamp(0.0, 1.0))[:, 0]
         if not self.with_semantic:
             return score
-        semantic = self.layout.unsqueeze(0).expand(image.shape[0], -1, -1)
+        # uint8 from float32, the one integer conversion TensorRT makes to uint8.
+        semantic = self.layout.unsqueeze(0).expand(rgb.shape[0], -1, -1).to(torch.uint8)
         return score, semantic
 
 

@@ -2,8 +2,9 @@
 
 The file holds only tensors and plain values (loaded with weights_only=True); the model is
 rebuilt through the registry, so it runs the same code that produced the ONNX graph. On
-CUDA it runs fp32 (TF32 off), or fp16/bf16 under autocast with the modules in
-`FP32_MODULES` kept in fp32, and replays one CUDA graph per batch size.
+CUDA it runs fp32 (TF32 off), or fp16/bf16 under autocast (no module needs pinning to fp32:
+the GMM heads' Mahalanobis term is a difference, then a scale), and replays one CUDA graph per
+batch size.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 PRECISIONS = BACKEND_PRECISIONS["torch"]
-# Run in fp32 under autocast: the GMM head expands the Mahalanobis distance into
-# x^2 - 2xm + m^2, which cancels in 16-bit floats (bf16 on CPU, random ViT-S GG weights:
-# max score error 0.27 with it in bf16, 0.23 with it in fp32, over a score spread of 5).
-FP32_MODULES = ("GMMSegHead",)
 # Eager runs before a CUDA graph is captured (cuDNN / cuBLAS pick their kernels, lazy init).
 GRAPH_WARMUP = 3
 
@@ -61,21 +58,6 @@ def _deploy_path(model_path: str | Path) -> Path:
     return path
 
 
-def _keep_fp32(module: torch.nn.Module) -> None:
-    """Make `module` run with autocast off and float32 inputs, whatever the caller's autocast."""
-    import torch
-
-    forward = module.forward
-
-    def fp32_forward(*args):
-        device_type = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
-        with torch.autocast(device_type, enabled=False):
-            return forward(*(a.float() if torch.is_tensor(a) and a.is_floating_point() else a
-                             for a in args))
-
-    module.forward = fp32_forward
-
-
 @contextlib.contextmanager
 def _ieee_fp32():
     """Real fp32 matmuls and convolutions on CUDA (no TF32), restoring the global flags."""
@@ -102,18 +84,30 @@ def precision_context(device: torch.device, precision: str):
     return _ieee_fp32() if device.type == "cuda" else contextlib.nullcontext()
 
 
-class CudaGraphRunner:
-    """`fn(x)` replayed from one CUDA graph per input shape, captured lazily after a warm-up.
+def graph_batch_sizes(max_batch: int) -> list[int]:
+    """The batch sizes captured at start-up: every size up to `max_batch` (the node's camera
+    count), since a batch holds the cameras whose frames arrived in time."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigurationError(f"max batch must be an integer >= 1, got {max_batch!r}")
+    return list(range(1, max_batch + 1))
 
-    Outputs are the graph's static tensors: they are overwritten by the next call.
+
+class CudaGraphRunner:
+    """`fn(x)` replayed from one CUDA graph per input shape, captured after a warm-up: all at
+    once by `prepare` (start-up), or lazily on a shape's first call when `capture_new`.
+
+    Outputs are the graph's static tensors: they are overwritten by the next call. A capture
+    that fails (a forward that waits for the host cannot be captured) leaves that shape eager.
     """
 
-    def __init__(self, fn: Callable, device: torch.device, warmup: int = GRAPH_WARMUP):
+    def __init__(self, fn: Callable, device: torch.device, warmup: int = GRAPH_WARMUP,
+                 capture_new: bool = True):
         import torch
 
         self._fn = fn
         self._device = device
         self._warmup = warmup
+        self.capture_new = capture_new
         self._graphs: dict[tuple, tuple] = {}
         # Replays run one at a time and callers copy the outputs out, so all shapes can share
         # one memory pool instead of holding one each.
@@ -131,7 +125,7 @@ class CudaGraphRunner:
         with torch.cuda.device(self._device):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), _host_syncs_raise():
+            with torch.cuda.stream(side):
                 for _ in range(self._warmup):
                     self._fn(static_input)
             torch.cuda.current_stream().wait_stream(side)
@@ -141,9 +135,13 @@ class CudaGraphRunner:
                 outputs = self._fn(static_input)
         return static_input, graph, outputs
 
-    def __call__(self, x: torch.Tensor):
-        """Replay the graph of `x`'s shape, capturing it first; a shape whose capture fails
-        runs eagerly from then on (the others keep their graphs)."""
+    def prepare(self, examples: list[torch.Tensor]) -> None:
+        """Capture the graph of each example's shape now; later calls capture nothing new."""
+        for example in examples:
+            self._ensure(example)
+        self.capture_new = False
+
+    def _ensure(self, x: torch.Tensor) -> None:
         import torch
 
         key = (tuple(x.shape), x.dtype)
@@ -158,7 +156,13 @@ class CudaGraphRunner:
                 LOGGER.warning("CUDA graph capture failed for input %s (%s); that shape runs "
                                "eagerly", list(x.shape), (str(error).splitlines() or [""])[0])
                 self._graphs[key] = None
-        entry = self._graphs[key]
+
+    def __call__(self, x: torch.Tensor):
+        """Replay the graph of `x`'s shape (capturing it first when `capture_new`); a shape
+        without a graph runs eagerly."""
+        if self.capture_new:
+            self._ensure(x)
+        entry = self._graphs.get((tuple(x.shape), x.dtype))
         if entry is None:
             return self._fn(x)
         static_input, graph, outputs = entry
@@ -167,31 +171,19 @@ class CudaGraphRunner:
         return outputs
 
 
-@contextlib.contextmanager
-def _host_syncs_raise():
-    """A forward that waits for the GPU (`.item()`, host tensors) cannot be captured: let the
-    warm-up say so, before a failed capture leaves the allocator mid-capture."""
-    import torch
-
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
-
-
 class TorchBackend:
     """A DeployModel on CPU or CUDA, in fp32 or under fp16/bf16 autocast, CUDA graphs on CUDA.
 
     `model_path`: a `.pt` deploy file (or the `.onnx` it sits beside), or a DeployModel in
-    memory (benchmarks, parity checks); the backend works on its own copy of it.
+    memory (benchmarks, parity checks); the backend works on its own copy of it. `max_batch`:
+    capture the CUDA graphs of batches 1..max_batch at start-up instead of on first use.
     """
 
     name = "torch"
 
     def __init__(self, model_path: str | Path | DeployModel, device: str = "cpu",
-                 precision: str = "fp32", cuda_graphs: bool = True):
+                 precision: str = "fp32", cuda_graphs: bool = True,
+                 max_batch: int | None = None):
         import torch
 
         check_target(device, precision)
@@ -207,14 +199,21 @@ class TorchBackend:
             from ood_perception.models.deploy_file import load_torch_deploy
 
             model = load_torch_deploy(_deploy_path(model_path))
-        if precision != "fp32":
-            for module in model.modules():
-                if type(module).__name__ in FP32_MODULES:
-                    _keep_fp32(module)
         self._model = model.to(self._device).eval()
         self.info = model.info
         self.cuda_graphs = cuda_graphs and self._device.type == "cuda"
-        self._graphs = CudaGraphRunner(self._forward, self._device) if self.cuda_graphs else None
+        # With `max_batch` (a node's camera count) every batch size is captured here, at
+        # start-up, and no live frame waits for a capture.
+        self.graph_batches = graph_batch_sizes(max_batch) if max_batch is not None else None
+        self._graphs = None
+        if self.cuda_graphs:
+            self._graphs = CudaGraphRunner(self._forward, self._device,
+                                           capture_new=self.graph_batches is None)
+            if self.graph_batches is not None:
+                height, width = self.info.input_size
+                self._graphs.prepare([
+                    torch.zeros((batch, height, width, 3), dtype=torch.uint8,
+                                device=self._device) for batch in self.graph_batches])
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self._torch.no_grad(), precision_context(self._device, self.precision):

@@ -71,3 +71,102 @@ def refine_config(args: argparse.Namespace):
         if value and not Path(value).is_file():
             raise ConfigurationError(f"{flag} file not found: {value}")
     return RefineConfig.s2m(bool(args.s2m_detector), args.max_boxes, args.s2m_score_scale)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser,
+                          backends: tuple[str, ...] | None = None,
+                          default_backend: str = "onnxruntime") -> None:
+    """`--backend` (with its choices), `--device` and `--precision`: the same three flags on
+    every command that runs a model (`runtime_options` checks them)."""
+    from ood_perception.backends import BACKENDS, PRECISIONS
+    from ood_perception.backends.device import DEVICE_HELP
+
+    choices = backends or tuple(sorted(BACKENDS))
+    precisions = sorted({p for kind in choices for p in PRECISIONS[kind]})
+    per_backend = "; ".join(f"{kind}: {', '.join(PRECISIONS[kind]) or 'the graph as exported'}"
+                            for kind in choices)
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--backend", choices=choices, default=default_backend,
+                         help="inference runtime (default: %(default)s)")
+    runtime.add_argument("--device", default=None,
+                         help=f"{DEVICE_HELP} (default: the backend's own, cuda for tensorrt)")
+    runtime.add_argument("--precision", choices=precisions or None, default=None,
+                         help=f"{per_backend} (default: the backend's first)")
+
+
+def runtime_options(args: argparse.Namespace, batch: int | None = None,
+                    local: bool = True) -> dict:
+    """`create_backend` keyword arguments from the runtime flags, checked here, before any
+    model loads or Ray cluster starts: a device string, a device the backend cannot use, a
+    precision it does not run. `batch`: frames per call (TensorRT's engine profile);
+    `local`: the model runs in this process (not on Ray workers), so the device must be here.
+    """
+    from ood_perception.backends import PRECISIONS
+    from ood_perception.backends.device import parse_device
+
+    options: dict = {}
+    device = None
+    if args.device is not None:
+        device = parse_device(args.device, "--device")
+        options["device"] = str(device)
+    allowed = PRECISIONS[args.backend]
+    if args.precision is not None:
+        if args.precision not in allowed:
+            runs = ", ".join(allowed) if allowed else "only the graph as exported (no --precision)"
+            raise ConfigurationError(f"--backend {args.backend} runs {runs}; got --precision "
+                                     f"{args.precision}")
+        options["precision"] = args.precision
+    if args.backend == "tensorrt" and device is not None and not device.is_cuda:
+        raise ConfigurationError(f"--backend tensorrt runs on cuda, not --device {device}")
+    if args.backend == "tensorrt" and batch is not None:
+        options["max_batch"] = batch
+    if not local:
+        return options
+    if args.backend == "torch":
+        from ood_perception.backends.torch import check_target
+
+        check_target(str(device or "cpu"), args.precision or allowed[0])
+    elif device is not None and device.is_cuda:
+        _check_cuda_visible(device)
+    return options
+
+
+def refiner_options(args: argparse.Namespace, batch: int | None = None) -> dict:
+    """Keyword arguments of SAM's runner beyond its device (the anomaly backend's): the same
+    precision and, on TensorRT, the same batch."""
+    options: dict = {}
+    if args.precision is not None and args.backend != "onnxruntime":
+        options["precision"] = args.precision
+    if args.backend == "tensorrt" and batch is not None:
+        options["max_batch"] = batch
+    return options
+
+
+def _check_cuda_visible(device) -> None:
+    """A CUDA device ONNX Runtime or TensorRT cannot have on this machine, said now."""
+    try:
+        import torch
+    except ImportError:  # without torch, the runtime itself reports it when it starts
+        return
+    count = torch.cuda.device_count()
+    if count == 0 or (device.index is not None and device.index >= count):
+        raise ConfigurationError(f"--device {device}: this machine has {count} CUDA device(s)")
+
+
+def model_info_of(path: str | Path):
+    """The contract metadata of an exported `.onnx` (read without loading its weights), or
+    None for other files (the backend reads them)."""
+    from ood_perception.contract import ModelInfo
+
+    path = Path(path)
+    if path.suffix != ".onnx" or not path.is_file():
+        return None
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    try:
+        return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props},
+                                       (dims[1], dims[2]))
+    except (KeyError, ValueError, IndexError):
+        return None

@@ -1,7 +1,7 @@
 """`ood-perception benchmark`: stage times and frame rates against the official UEM protocol.
 
-Writes the figures as JSON and as the README's markdown table, and prints one PASS / MISS
-line per speed target (README, Speed). `--tiny` swaps in small models and frames so a CPU run takes
+Writes the figures as JSON and as docs/speed.md's markdown table, and prints one PASS / MISS
+line per speed target (docs/speed.md). `--tiny` swaps in small models and frames so a CPU run takes
 seconds (its figures check the tool, not the targets).
 """
 
@@ -11,19 +11,18 @@ import argparse
 import json
 from pathlib import Path
 
-from ood_perception.cli.arguments import image_size
+from ood_perception.cli.arguments import add_runtime_arguments, image_size, runtime_options
 
 TINY_FRAME_SIZE = (70, 126)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ood_perception.benchmark.speed import CASE_NAMES
+    from ood_perception.profiling.speed import CASE_NAMES
 
-    parser.add_argument("--device", default=None,
-                        help="'cuda', 'cuda:N' or 'cpu' (default: cuda when available)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                        help="product cases' precision (default: fp16 on cuda, fp32 on cpu); "
-                        "the official protocol always runs fp32")
+    # The cases run models in memory with random weights: the torch backend only. Device
+    # default: cuda when available; precision default: fp16 on cuda, fp32 on cpu (the official
+    # protocol always runs fp32).
+    add_runtime_arguments(parser, backends=("torch",), default_backend="torch")
     parser.add_argument("--cases", default=",".join(CASE_NAMES),
                         help=f"comma-separated subset of: {', '.join(CASE_NAMES)}")
     parser.add_argument("--frame-size", type=image_size, default=None,
@@ -56,10 +55,12 @@ def settings_from_args(args: argparse.Namespace):
     """The parsed flags -> benchmark Settings (tiny and device-dependent defaults filled)."""
     import torch
 
-    from ood_perception.benchmark.speed import Settings
+    from ood_perception.profiling.speed import Settings
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
+    runtime_options(argparse.Namespace(backend=args.backend, device=device,
+                                       precision=precision))
     frame_size = args.frame_size or (TINY_FRAME_SIZE if args.tiny else (1080, 1920))
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
     iterations = args.iterations if args.iterations is not None else (3 if args.tiny else 20)
@@ -72,14 +73,14 @@ def settings_from_args(args: argparse.Namespace):
 
 def run_benchmark_command(args: argparse.Namespace) -> dict:
     """Measure, write the requested files, print the table and the target lines."""
-    from ood_perception.benchmark.speed import (
+    from ood_perception.errors import ConfigurationError
+    from ood_perception.profiling.speed import (
         build_cases,
         camera_buffers,
         profile_case,
         render_markdown,
         run_benchmark,
     )
-    from ood_perception.errors import ConfigurationError
 
     settings = settings_from_args(args)
     if args.profile is not None and args.profile not in build_cases(settings):

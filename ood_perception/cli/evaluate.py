@@ -14,7 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
+from ood_perception.cli.arguments import (
+    add_refine_arguments,
+    add_runtime_arguments,
+    check_output,
+    refine_config,
+    refiner_options,
+    runtime_options,
+)
 from ood_perception.cli.fleet_args import add_fleet_arguments, fleet_config
 from ood_perception.errors import ConfigurationError
 from ood_perception.evaluation.datasets import (
@@ -56,11 +63,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", *FORMATS),
         help="dataset layout (default: detected from the folders)",
     )
-    model.add_argument(
-        "--backend",
-        default="onnxruntime",
-        help="inference backend: onnxruntime, torch or tensorrt",
-    )
+    add_runtime_arguments(parser)
     saved = parser.add_argument_group("precomputed score maps of any method")
     saved.add_argument("--scores", type=Path, help="folder of .npy float score maps (HxW)")
     saved.add_argument("--labels", type=Path, help="folder of label PNGs, same stems as --scores")
@@ -160,19 +163,21 @@ def open_source(args: argparse.Namespace) -> Source:
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
     refining = refine_config(args) if hasattr(args, "refine") else None  # calibrate: none
+    options = runtime_options(args)
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
     from ood_perception.backends import create_backend
     from ood_perception.core.pipeline import Pipeline
     from ood_perception.core.postprocess import PostprocessConfig
     from ood_perception.core.refine import open_refiner
 
-    backend = create_backend(args.backend, str(args.model))
+    backend = create_backend(args.backend, str(args.model), **options)
     if refining is None:
         pipeline = Pipeline(backend, PostprocessConfig())
         return model_source(args.model.name, dataset,
                             lambda rgb: pipeline.process([rgb])[0].anomaly_score)
-    refiner = open_refiner(args.sam, refining, args.backend, "cpu", args.s2m_detector,
-                           backend.info.score_range)
+    # SAM on the anomaly backend's runtime and device.
+    refiner = open_refiner(args.sam, refining, args.backend, backend.device, args.s2m_detector,
+                           backend.info.score_range, **refiner_options(args))
     pipeline = Pipeline(backend, PostprocessConfig(), refiner=refiner)
 
     def process(rgb):
@@ -265,8 +270,10 @@ def evaluate_on_fleet(args: argparse.Namespace, config: EvaluationConfig) -> dic
         raise ConfigurationError(f"model file {args.model} does not exist")
     if args.shard_frames < 1:
         raise ConfigurationError(f"--shard-frames must be >= 1, got {args.shard_frames}")
+    runtime_options(args, local=False)
     dataset = open_dataset(args.dataset, args.dataset_format, label_spec(args), args.label_suffix)
-    spec = PipelineSpec(str(args.model.absolute()), args.backend)
+    spec = PipelineSpec(str(args.model.absolute()), args.backend, device=args.device,
+                        precision=args.precision)
     return evaluate_dataset(args.model.name, dataset, spec, config, fleet, args.shard_frames)
 
 

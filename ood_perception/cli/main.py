@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-dood": ("train_dood", "train the DOoD denoiser on a frozen segmentor's features"),
     "dood-stats": ("dood_stats", "in-distribution statistics of the DOoD compound score"),
     "demo": ("demo", "end-to-end demo: embedded model, synthetic drive, node over DDS"),
+    "params-doc": ("params_doc", "write or check the parameter table and params file"),
 }
 
 

@@ -7,6 +7,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from ood_perception.cli.arguments import add_runtime_arguments, model_info_of, runtime_options
 from ood_perception.cli.fleet_args import (
     add_fleet_arguments,
     fleet_config,
@@ -31,11 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and summary.json; a re-run skips the bags its catalog has for this model",
     )
     parser.add_argument("--model", type=Path, required=True, help="exported model (.onnx)")
-    parser.add_argument(
-        "--backend",
-        default="onnxruntime",
-        help="inference backend: onnxruntime, torch or tensorrt",
-    )
+    add_runtime_arguments(parser)
     parser.add_argument(
         "--topics", nargs="+", help="image topics to score (default: every Image/CompressedImage)"
     )
@@ -65,20 +62,24 @@ def run(args: argparse.Namespace) -> int:
     from ood_perception.fleet.mine import MineConfig, mine
     from ood_perception.fleet.spec import PipelineSpec
     from ood_perception.fleet.storage import Location
+    from ood_perception.ros.params_file import ground_from_params
 
     fleet = fleet_config(args)
     if not args.model.is_file():
         raise ConfigurationError(f"model file {args.model} does not exist")
-    from ood_perception.ros.params_file import ground_from_params
-
+    runtime_options(args, local=args.ray is None)
+    params = postprocess_params(args.params, args.score_threshold)
+    info = model_info_of(args.model)
+    if info is not None:  # a missing threshold is said before any worker starts
+        node_postprocess(params, info)
     ground, poses = ground_from_params(args.params)
     config = MineConfig(topics=tuple(args.topics) if args.topics else None,
                         batch_size=args.batch_size, top_k=args.top_k, rank_by=args.rank_by,
                         tracking=ground.tracking, poses=poses)
     config.validate({"batch_size": "--batch-size", "top_k": "--top-k", "rank_by": "--rank-by"})
     bags = expand_bags(args.bags)
-    spec = PipelineSpec(str(args.model.absolute()), args.backend, postprocess=partial(
-        node_postprocess, postprocess_params(args.params, args.score_threshold)))
+    spec = PipelineSpec(str(args.model.absolute()), args.backend, device=args.device,
+                        precision=args.precision, postprocess=partial(node_postprocess, params))
     summary = mine(bags, spec, Location.parse(args.out), config, fleet)
     bags_done, frames = summary["bags"], summary["frames"]
     rate = summary["frames_per_second"]

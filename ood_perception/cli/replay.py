@@ -14,6 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
+from ood_perception.cli.arguments import add_runtime_arguments, model_info_of, runtime_options
 from ood_perception.cli.fleet_args import (
     add_fleet_arguments,
     fleet_config,
@@ -38,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scored bag per input (outputs already there are skipped)",
     )
     parser.add_argument("--model", type=Path, help="exported contract model (.onnx)")
-    parser.add_argument(
-        "--backend",
-        default="onnxruntime",
-        help="inference backend: onnxruntime, torch or tensorrt",
-    )
+    add_runtime_arguments(parser)
     parser.add_argument(
         "--topics",
         nargs="+",
@@ -103,7 +100,11 @@ def replay_bag(args: argparse.Namespace) -> dict:
     from ood_perception.io.scored_bag import score_bag
     from ood_perception.ros.params_file import postprocess_from_params
 
-    backend = create_backend(args.backend, str(args.model))
+    options = runtime_options(args)
+    info = model_info_of(args.model)
+    if info is not None:  # a missing threshold is said before the model loads
+        postprocess_from_params(args.params, args.score_threshold, info)
+    backend = create_backend(args.backend, str(args.model), **options)
     postprocess = postprocess_from_params(args.params, args.score_threshold, backend.info)
     return score_bag(_single_bag(args), args.out, Pipeline(backend, postprocess),
                      _scored_bag_config(args))
@@ -118,6 +119,11 @@ def replay_many(args: argparse.Namespace) -> dict:
     from ood_perception.fleet.spec import PipelineSpec
 
     fleet = fleet_config(args)
+    runtime_options(args, local=args.ray is None)
+    params = postprocess_params(args.params, args.score_threshold)
+    info = model_info_of(args.model)
+    if info is not None:  # a missing threshold is said before any worker starts
+        node_postprocess(params, info)
     single = _single_bag(args)
     if single is not None:
         pairs = [(BagInput(single, single.name), args.out)]
@@ -125,8 +131,8 @@ def replay_many(args: argparse.Namespace) -> dict:
         if args.out.exists() and not args.out.is_dir():
             raise ConfigurationError(f"--out {args.out} must be a folder for many bags")
         pairs = outputs_in(args.out, expand_bags(args.bags))
-    spec = PipelineSpec(str(args.model.absolute()), args.backend, postprocess=partial(
-        node_postprocess, postprocess_params(args.params, args.score_threshold)))
+    spec = PipelineSpec(str(args.model.absolute()), args.backend, device=args.device,
+                        precision=args.precision, postprocess=partial(node_postprocess, params))
     return replay_bags(pairs, spec, _scored_bag_config(args), fleet)
 
 

@@ -16,9 +16,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ood_perception.backends import BACKENDS, create_backend
-from ood_perception.backends.device import DEVICE_HELP
-from ood_perception.cli.arguments import add_refine_arguments, check_output, refine_config
+from ood_perception.backends import create_backend
+from ood_perception.cli.arguments import (
+    add_refine_arguments,
+    add_runtime_arguments,
+    check_output,
+    model_info_of,
+    refine_config,
+    refiner_options,
+    runtime_options,
+)
 from ood_perception.core.pipeline import STAGES, FrameResult, Pipeline
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.core.refine import REFINE_STAGES, open_refiner
@@ -31,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders of images, or video files")
     parser.add_argument("--model", required=True, help="contract ONNX (or backend model file)")
-    parser.add_argument("--backend", default="onnxruntime", choices=sorted(BACKENDS),
-                        help="inference runtime (default: onnxruntime)")
-    parser.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    add_runtime_arguments(parser)
     parser.add_argument("--output", required=True, help="folder for the written maps")
     parser.add_argument("--threshold", type=float, default=None,
                         help="score threshold (default: midpoint of the graph's score_range)")
@@ -75,15 +80,21 @@ def run_files(args: argparse.Namespace) -> dict:
     output = Path(args.output)
     _check_output(output, sources)
     refining = refine_config(args)
-    backend = create_backend(args.backend, args.model, device=args.device)
+    options = runtime_options(args, batch=args.batch)
+    info = model_info_of(args.model)
+    if info is not None:  # a missing threshold is said before the model loads
+        resolved_threshold(math.nan if args.threshold is None else float(args.threshold), info,
+                           "pass --threshold")
+    backend = create_backend(args.backend, args.model, **options)
     refiner = None
     try:
         threshold = resolved_threshold(
             math.nan if args.threshold is None else float(args.threshold), backend.info,
             "pass --threshold")
         if refining is not None:
-            refiner = open_refiner(args.sam, refining, args.backend, args.device,
-                                   args.s2m_detector, backend.info.score_range)
+            refiner = open_refiner(args.sam, refining, args.backend, backend.device,
+                                   args.s2m_detector, backend.info.score_range,
+                                   **refiner_options(args, batch=args.batch))
         pipeline = Pipeline(backend, PostprocessConfig(
             score_threshold=threshold, min_obstacle_area=args.min_area), refiner=refiner)
         output.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,9 @@
 Frames cross the bus once each way: uint8 frames go up through reused page-locked staging
 buffers (one copy per group of same-size cameras; bgr8 frames as they arrived, their
 channels swapped on the device), are resized and stacked on the GPU, and only what is
-published comes down, into page-locked host memory: the maps asked for, and of the obstacle
-mask (thresholded and gated on the device) the window holding its anomalous pixels. The
-functions are device-agnostic torch code, so the same code runs (and is tested) on CPU.
+published comes down, into page-locked host memory (`to_host`): the maps asked for, and the
+obstacle mask's window (`gpu_postprocess`). The functions are device-agnostic torch code, so
+the same code runs (and is tested) on CPU.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from ood_perception.core.frames import BgrFrame, Frame
-from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.core.preprocess import nearest_sources
 from ood_perception.errors import ConfigurationError
 
 # Staging buffers kept per frame-group shape; more shapes than this evict the oldest.
 MAX_STAGING_SHAPES = 8
+# Most one antialiased resize shrinks a side by: CUDA's antialiased bilinear kernel keeps
+# each output's filter weights in shared memory and fails for large factors (pytorch/vision
+# issue 7671: 941 -> 10 pixels), so larger shrinks go in passes of at most this factor.
+MAX_ANTIALIAS_FACTOR = 8
 
 
 def group_by_size(frames: Sequence[Frame]) -> dict[tuple[int, int, bool], list[int]]:
@@ -79,14 +82,27 @@ class PinnedUploader:
         return device_copy
 
 
+def antialias_passes(source: tuple[int, int], target: tuple[int, int]) -> list[tuple[int, int]]:
+    """The sizes of the successive antialiased resizes from `source` to `target`, each
+    shrinking a side by at most MAX_ANTIALIAS_FACTOR; the last is `target`."""
+    passes, current = [], tuple(source)
+    while current != tuple(target):
+        current = tuple(max(want, -(-side // MAX_ANTIALIAS_FACTOR)) if want < side else want
+                        for side, want in zip(current, target, strict=True))
+        passes.append(current)
+    return passes
+
+
 def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> uint8 [N, h, w, 3] at `size`; antialiased bilinear where it
-    shrinks (close to OpenCV's INTER_AREA of the CPU path), plain bilinear where it grows."""
+    shrinks (close to OpenCV's INTER_AREA of the CPU path; in passes beyond
+    MAX_ANTIALIAS_FACTOR), plain bilinear where it grows."""
     if tuple(images.shape[1:3]) == tuple(size):
         return images
-    planar = images.permute(0, 3, 1, 2).float()  # NCHW view; float() keeps channels-last
-    resized = F.interpolate(planar, size=size, mode="bilinear", align_corners=False,
-                            antialias=True)
+    resized = images.permute(0, 3, 1, 2).float()  # NCHW view; float() keeps channels-last
+    for step in antialias_passes(tuple(images.shape[1:3]), tuple(size)):
+        resized = F.interpolate(resized, size=step, mode="bilinear", align_corners=False,
+                                antialias=True)
     return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
@@ -115,43 +131,6 @@ def _nearest_sources(source: int, target: int, device: torch.device) -> torch.Te
     """`preprocess.nearest_sources` on the device, uploaded once per size pair, so both frame
     paths publish the same classes."""
     return torch.from_numpy(nearest_sources(source, target).copy()).to(device)
-
-
-def anomalous(score: torch.Tensor, semantic: torch.Tensor | None,
-              config: PostprocessConfig) -> torch.Tensor:
-    """`postprocess.anomalous` on the device: float32 [H, W] score (+ uint8 [H, W] classes)
-    -> bool [H, W]; the gating region grows as OpenCV's dilation with a square kernel (a
-    separable max that never reaches past the frame's edges)."""
-    binary = score > config.score_threshold
-    if not config.gating_classes or semantic is None:
-        return binary
-    lut = torch.zeros(256, dtype=torch.bool, device=score.device)
-    lut[list(config.gating_classes)] = True
-    region = lut[semantic.long()]
-    grow = config.gating_dilation
-    if grow > 0:
-        grown = region[None, None].float()
-        grown = F.max_pool2d(grown, (2 * grow + 1, 1), stride=1, padding=(grow, 0))
-        grown = F.max_pool2d(grown, (1, 2 * grow + 1), stride=1, padding=(0, grow))
-        region = grown[0, 0] > 0
-    return binary & region
-
-
-def anomalous_window(binary: torch.Tensor, score: torch.Tensor
-                     ) -> tuple[tuple[int, int], np.ndarray, np.ndarray] | None:
-    """bool [H, W] anomalous pixels and the float32 [H, W] score -> ((top, left), uint8 0/1
-    window, score window) over the smallest box holding every anomalous pixel, or None.
-
-    Only the row and column flags and the two windows come to the host (the flags wait for
-    the device; read the windows after `synchronize`).
-    """
-    rows = np.flatnonzero(binary.any(dim=1).cpu().numpy())
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(binary.any(dim=0).cpu().numpy())
-    box = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-    return ((box[0].start, box[1].start), to_host(binary[box].to(torch.uint8)),
-            to_host(score[box]))
 
 
 def upload_groups(frames: Sequence[Frame],

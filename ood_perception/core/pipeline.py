@@ -3,7 +3,8 @@
 The node, `ood-perception run`, `replay`, `evaluate` and `benchmark` all go through
 `Pipeline.process`, so they time and threshold frames the same way. With a backend on CUDA
 that can keep its outputs there (`run_torch`), upload, resize, threshold and gating run on
-the GPU (`gpu_preprocess`); results reach the host as numpy either way. Each frame computes
+the GPU (`gpu_preprocess`, `gpu_postprocess`); results reach the host as numpy either way.
+Each frame computes
 only the outputs it is asked for (`Outputs`): the node asks for what has subscribers. With a
 `Refiner` (S2M), the obstacle mask and obstacles come from SAM's masks instead of the
 thresholded score (`core.refine`).
@@ -161,10 +162,12 @@ class DeviceFrames:
     microseconds)."""
 
     def __init__(self, backend: Backend):
+        from ood_perception.core import gpu_postprocess
         from ood_perception.core import gpu_preprocess as gpu
 
         self.backend = backend
         self._gpu = gpu
+        self._gpu_post = gpu_postprocess
         self._uploader = gpu.PinnedUploader(backend.device)
         self.device = self._uploader.device
 
@@ -208,8 +211,9 @@ class DeviceFrames:
         start = time.perf_counter()
         post = None
         if wants_mask:
-            binary = gpu.anomalous(device_score, device_classes if gating else None, config)
-            window = gpu.anomalous_window(binary, device_score)
+            binary = self._gpu_post.anomalous(device_score, device_classes if gating else None,
+                                              config)
+            window = self._gpu_post.anomalous_window(binary, device_score)
             if window is None:
                 post = PostprocessResult(mask=np.zeros(size, np.uint8))
             else:

@@ -14,6 +14,10 @@ import torch
 
 from ood_perception.contract import INPUT_NAME, SCORE_NAME, SEMANTIC_NAME, ModelInfo
 from ood_perception.errors import ConfigurationError
+from ood_perception.export.tensorrt_rules import (
+    refuse_uint8_rule_violations,
+    shapes_from_float_casts,
+)
 from ood_perception.models.deploy import DeployModel
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +76,8 @@ def _torch_export(deploy: DeployModel, path: Path, sample: torch.Tensor, opset: 
 
 def export_onnx(deploy: DeployModel, path: str | Path, opset: int = 18,
                 exporter: str = "auto") -> Path:
-    """Write a contract ONNX graph (dynamic batch, fixed H, W, metadata) and check it.
+    """Write a contract ONNX graph (dynamic batch, fixed H, W, metadata) and check it;
+    a graph TensorRT would refuse (export/tensorrt_rules.py) is deleted, not kept.
 
     `exporter`: "auto" (dynamo, falling back to TorchScript), "dynamo" or "torchscript".
     """
@@ -89,6 +94,8 @@ def export_onnx(deploy: DeployModel, path: str | Path, opset: int = 18,
     with torch.no_grad():
         exporter = _torch_export(deploy, path, sample, opset, exporter)
     model = onnx.load(str(path))
+    shapes_from_float_casts(model)
+    refuse_uint8_rule_violations(model, path)
     del model.metadata_props[:]
     for key, value in deploy.info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)

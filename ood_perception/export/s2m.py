@@ -29,6 +29,10 @@ from ood_perception.contract import (
 )
 from ood_perception.errors import ConfigurationError
 from ood_perception.export.onnx import EXTERNAL_DATA_BYTES
+from ood_perception.export.tensorrt_rules import (
+    refuse_uint8_rule_violations,
+    shapes_from_float_casts,
+)
 from ood_perception.models.sam.deploy import (
     SamImageEncoderDeploy,
     SamPromptDecoderDeploy,
@@ -75,6 +79,8 @@ def _finish(path: Path, info: SamGraphInfo) -> None:
     import onnx
 
     model = onnx.load(str(path))
+    shapes_from_float_casts(model)
+    refuse_uint8_rule_violations(model, path)
     del model.metadata_props[:]
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
@@ -194,6 +200,7 @@ def export_detector(detector, input_size: tuple[int, int], path: str | Path,
                                       torch.ops.ood_perception.roi_align.default:
                                       _roi_align_onnx})
     program.save(str(path))
+    refuse_uint8_rule_violations(onnx.load(str(path)), path)
     onnx.checker.check_model(str(path))
     return path
 

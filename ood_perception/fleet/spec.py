@@ -18,6 +18,7 @@ class PipelineSpec:
     model: str  # exported contract model (.onnx, or .pt for torch), readable by the workers
     backend: str = "onnxruntime"
     device: str | None = None  # None: the backend's default; the runner sets "cuda" on GPUs
+    precision: str | None = None  # None: the backend's default (`--precision`)
     # CPU threads of ONNX Runtime's session (None: one per core); the runner sets a CPU
     # worker's CPUs, as Ray's OMP_NUM_THREADS does for torch, so workers do not contend.
     threads: int | None = None
@@ -30,6 +31,8 @@ class PipelineSpec:
         from ood_perception.backends import create_backend
 
         options = {} if self.device is None else {"device": self.device}
+        if self.precision is not None:
+            options["precision"] = self.precision
         if self.threads is not None and self.backend == "onnxruntime":
             options["intra_op_threads"] = self.threads
         backend = create_backend(self.backend, self.model, **options)

@@ -30,9 +30,11 @@ class DeployModel(nn.Module):
                              persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.permute(0, 3, 1, 2).float()
+        x = image.float().permute(0, 3, 1, 2)
         if self.resize is not None:
             x = self.resize(x)
         x = (x - self.mean) * self.inv_std
         score, classes = self.network(x)
-        return score.float(), classes.to(torch.uint8)
+        # Class ids reach uint8 through float32: TensorRT converts to uint8 from float32 or
+        # float16 only (export/tensorrt_rules.py).
+        return score.float(), classes.float().to(torch.uint8)

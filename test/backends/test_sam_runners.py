@@ -3,8 +3,6 @@ decoder; the TensorRT decoder profile and engine keys, which need no TensorRT.""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,6 @@ import torch
 
 from ood_perception.backends.sam import create_sam_runner
 from ood_perception.backends.sam_tensorrt import decoder_shapes
-from ood_perception.backends.tensorrt import EngineKey, cached_engine_status, engine_path_for
 from ood_perception.contract import SAM_BOX_BATCH_NAME, SAM_BOXES_NAME, SAM_EMBEDDINGS_NAME
 from ood_perception.errors import ConfigurationError
 from ood_perception.export.s2m import sample_boxes
@@ -85,20 +82,6 @@ def test_tensorrt_decoder_profile_covers_boxes_and_frames(runners):
     assert shapes[SAM_BOX_BATCH_NAME] == ((1,), (8,), (32,))
     with pytest.raises(ConfigurationError):
         decoder_shapes(onnx_runner.info, max_batch=1, max_boxes=0)
-
-
-def test_engine_keys_from_before_profiles_still_match(tmp_path: Path):
-    key = EngineKey(onnx_sha256="ab" * 32, tensorrt_version="10.3.0", gpu_name="NVIDIA H100",
-                    compute_capability="9.0", precision="fp16", max_batch=1)
-    onnx_path = tmp_path / "m.onnx"
-    engine = engine_path_for(onnx_path, "fp16")
-    engine.write_bytes(b"engine")
-    old = {k: v for k, v in asdict(key).items() if k != "profile"}
-    engine.with_name(engine.name + ".json").write_text(json.dumps(old))
-    assert cached_engine_status(onnx_path, key)[0]
-    profiled = EngineKey(**{**asdict(key), "profile": json.dumps({"boxes": [[1, 4]]})})
-    usable, reason = cached_engine_status(onnx_path, profiled)
-    assert not usable and "profile" in reason
 
 
 def _gpu_parity(runner, reference, precision_atol: float) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_files import write_images
 
 from ood_perception.cli.main import main
 from ood_perception.io import rosbag as rosbag_io
@@ -34,7 +35,7 @@ def _frames(topic="/cam/image_raw", count=3):
 def test_replay_round_trip(tmp_path, tiny_model_path, storage, capsys):
     bag_in, bag_out = tmp_path / "in", tmp_path / "out"
     frames = _frames()
-    rosbag_io.write_images(bag_in, frames, storage=storage, frame_id="cam_link")
+    write_images(bag_in, frames, storage=storage, frame_id="cam_link")
     assert (
         main(["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]) == 0
     )
@@ -71,7 +72,7 @@ def test_replay_round_trip(tmp_path, tiny_model_path, storage, capsys):
 
 def test_replay_compressed_input_other_storage(tmp_path, tiny_model_path):
     bag_in, bag_out = tmp_path / "in", tmp_path / "out"
-    rosbag_io.write_images(
+    write_images(
         bag_in, _frames("/front/image/compressed", 2), storage="sqlite3", compressed_format="png"
     )
     assert (
@@ -100,7 +101,7 @@ def test_replay_compressed_input_other_storage(tmp_path, tiny_model_path):
 
 def test_replay_errors(tmp_path, tiny_model_path, capsys):
     bag_in = tmp_path / "in"
-    rosbag_io.write_images(bag_in, _frames(count=1))
+    write_images(bag_in, _frames(count=1))
     assert (
         main(["replay", str(bag_in), "--out", str(bag_in), "--model", str(tiny_model_path)]) == 2
     )
@@ -115,7 +116,7 @@ def test_live_publishes_with_recorded_headers(tmp_path):
     from sensor_msgs.msg import Image
 
     bag = tmp_path / "in"
-    rosbag_io.write_images(bag, _frames("/live_test/image_raw", 5), frame_id="cam_link")
+    write_images(bag, _frames("/live_test/image_raw", 5), frame_id="cam_link")
     env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -165,7 +166,7 @@ def test_live_publishes_with_recorded_headers(tmp_path):
 def test_output_topic_clash_is_refused_before_writing(tmp_path, tiny_model_path, capsys):
     bag_in, bag_out = tmp_path / "in", tmp_path / "out"
     frames = _frames(count=1) + [(f"{NODE}/anomaly_score", STAMP0, _scene())]
-    rosbag_io.write_images(bag_in, frames)
+    write_images(bag_in, frames)
     args = ["replay", str(bag_in), "--out", str(bag_out), "--model", str(tiny_model_path)]
     assert main([*args, "--topics", "/cam/image_raw"]) == 2
     assert "--no-copy" in capsys.readouterr().err and not bag_out.exists()
@@ -202,7 +203,7 @@ def test_threshold_defaults_to_the_score_range_midpoint_as_in_the_node(
         tmp_path, tiny_model_path, capsys):
     """The shipped params file leaves score_threshold NaN: the model's midpoint (0.5 here)."""
     bag_in = tmp_path / "in"
-    rosbag_io.write_images(bag_in, _frames(count=1))
+    write_images(bag_in, _frames(count=1))
     params = ROOT / "config" / "ood_perception.yaml"
     args = ["replay", str(bag_in), "--model", str(tiny_model_path), "--no-overlay"]
     assert main([*args, "--out", str(tmp_path / "a"), "--params", str(params)]) == 0
@@ -231,8 +232,8 @@ def _merged(out, *bags):
 def test_a_camera_recorded_raw_and_compressed_is_scored_once(tmp_path, tiny_model_path):
     raw = _frames(count=2)
     compressed = [("/cam/image_raw/compressed", stamp, rgb) for _, stamp, rgb in raw]
-    rosbag_io.write_images(tmp_path / "raw", raw)
-    rosbag_io.write_images(tmp_path / "compressed", compressed, compressed_format="png")
+    write_images(tmp_path / "raw", raw)
+    write_images(tmp_path / "compressed", compressed, compressed_format="png")
     merged = _merged(tmp_path / "merged", tmp_path / "raw", tmp_path / "compressed")
     with rosbag_io.open_reader(merged) as reader:  # --live publishes both, for either node
         assert len(rosbag_io.image_connections(reader, None)) == 2
@@ -250,7 +251,7 @@ def test_a_truncated_message_is_one_dropped_frame(tmp_path, tiny_model_path, cap
     bag_in, bag_out = tmp_path / "in", tmp_path / "out"
     store = rosbag_io.typestore()
     frames = _frames(count=3)
-    rosbag_io.write_images(tmp_path / "good", frames)
+    write_images(tmp_path / "good", frames)
     with rosbag_io.open_reader(tmp_path / "good") as reader, \
             rosbag_io.open_writer(bag_in) as writer:
         (connection,) = reader.connections

@@ -9,8 +9,6 @@ import torch
 
 from ood_perception.core import gpu_preprocess as gpu
 from ood_perception.core.frames import BgrFrame
-from ood_perception.core.postprocess import PostprocessConfig
-from ood_perception.core.postprocess import anomalous as host_anomalous
 from ood_perception.core.preprocess import make_batch as host_make_batch
 from ood_perception.core.preprocess import resize_classes as host_resize_classes
 from ood_perception.core.preprocess import resize_score as host_resize_score
@@ -107,36 +105,45 @@ def test_pinned_upload_roundtrip_and_staging_reuse():
 
 @pytest.mark.gpu
 @CUDA
+def test_large_shrinks_go_in_passes_of_at_most_the_antialias_factor():
+    assert gpu.antialias_passes((1080, 1920), (518, 1036)) == [(518, 1036)]
+    assert gpu.antialias_passes((941, 941), (10, 10)) == [(118, 118), (15, 15), (10, 10)]
+    # A side that grows or stays is reached in the first pass.
+    assert gpu.antialias_passes((2000, 50), (20, 100)) == [(250, 100), (32, 100), (20, 100)]
+    assert gpu.antialias_passes((64, 64), (64, 64)) == []
+    for source, target in (((4000, 3000), (37, 29)), ((941, 941), (10, 10))):
+        sizes = [source, *gpu.antialias_passes(source, target)]
+        assert all(before[i] <= gpu.MAX_ANTIALIAS_FACTOR * after[i]
+                   for before, after in zip(sizes[:-1], sizes[1:], strict=True) for i in (0, 1))
+
+
+def test_a_large_shrink_in_passes_stays_close_to_one_pass_and_the_host_resize():
+    """A 4K camera into a 64x112 input (34x): one antialiased pass works on CPU, and the
+    passes land within a grey level of it and of OpenCV's INTER_AREA."""
+    frame = smooth_frame((2160, 3840), 2)
+    images = torch.from_numpy(frame)[None]
+    ours = gpu.resize_images(images, (64, 112))[0].numpy().astype(int)
+    one = torch.nn.functional.interpolate(
+        images.permute(0, 3, 1, 2).float(), size=(64, 112), mode="bilinear",
+        align_corners=False, antialias=True).round()[0].permute(1, 2, 0).numpy()
+    host = cv2.resize(frame, (112, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(ours - one).max() <= 1 and np.abs(ours - host).max() <= 2
+
+
+@CUDA
+def test_cuda_shrinks_by_large_factors():
+    """One pass of 941 -> 10 fails in CUDA's antialiased kernel (pytorch/vision issue 7671)."""
+    frame = torch.from_numpy(smooth_frame((941, 941), 4))[None]
+    on_gpu = gpu.resize_images(frame.cuda(), (10, 10)).cpu()
+    assert (on_gpu.int() - gpu.resize_images(frame, (10, 10)).int()).abs().max() <= 1
+
+
+@CUDA
 def test_cuda_resize_matches_cpu_resize():
     frame = torch.from_numpy(smooth_frame((1080, 1920), 3))[None]
     on_gpu = gpu.resize_images(frame.cuda(), (518, 1036)).cpu()
     on_cpu = gpu.resize_images(frame, (518, 1036))
     assert (on_gpu.int() - on_cpu.int()).abs().max() <= 1
-
-
-@pytest.mark.parametrize("dilation", [0, 1, 7])
-def test_anomalous_on_the_device_equals_the_host(dilation: int):
-    rng = np.random.default_rng(dilation)
-    score = rng.random((90, 160), dtype=np.float32)
-    semantic = rng.integers(0, 4, (9, 16), dtype=np.uint8).repeat(10, 0).repeat(10, 1)
-    config = PostprocessConfig(0.7, gating_classes=(0, 2), gating_dilation=dilation)
-    ours = gpu.anomalous(torch.from_numpy(score), torch.from_numpy(semantic), config)
-    assert ours.dtype == torch.bool
-    np.testing.assert_array_equal(ours.numpy().view(np.uint8),
-                                  host_anomalous(score, semantic, config))
-    ungated = gpu.anomalous(torch.from_numpy(score), None, config).numpy()
-    np.testing.assert_array_equal(ungated, score > 0.7)
-
-
-def test_anomalous_window_brings_back_the_box_only():
-    binary = torch.zeros((40, 60), dtype=torch.bool)
-    assert gpu.anomalous_window(binary, torch.zeros((40, 60))) is None
-    binary[5, 7] = binary[20, 30] = True
-    score = torch.arange(40 * 60, dtype=torch.float32).reshape(40, 60)
-    offset, window, window_score = gpu.anomalous_window(binary, score)
-    assert offset == (5, 7) and window.shape == window_score.shape == (16, 24)
-    assert window.dtype == np.uint8 and window.sum() == 2 and window[15, 23] == 1
-    assert window_score[0, 0] == 5 * 60 + 7
 
 
 def test_bgr_frames_are_flipped_on_the_device():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from bag_files import write_images
 
-from ood_perception.io import rosbag
 from ood_perception.synthetic.scenes import (
     SceneConfig,
     make_scene,
@@ -51,7 +51,7 @@ def drives(root: Path, frames: tuple[int, ...] = (4, 5, 3)) -> dict[str, int]:
         y, x = rng.integers(0, 30), rng.integers(0, 40)
         rgb[y:y + 14, x:x + 16] = MAGENTA
         images.append(("/side/image_raw/compressed", 1_700_000_000 * 10**9 + i * 10**8, rgb))
-    rosbag.write_images(jpeg, images, storage="mcap", compressed_format="jpeg")
+    write_images(jpeg, images, storage="mcap", compressed_format="jpeg")
     counts[str(jpeg)] = len(images)
     return counts
 
@@ -59,7 +59,7 @@ def drives(root: Path, frames: tuple[int, ...] = (4, 5, 3)) -> dict[str, int]:
 def corrupt_bag(path: Path) -> Path:
     """A drive whose storage file was cut in half (a copy that did not finish)."""
     rgb = np.full((48, 64, 3), 90, np.uint8)
-    rosbag.write_images(path, [("/front/image_raw", 10**18 + i * 10**8, rgb) for i in range(6)])
+    write_images(path, [("/front/image_raw", 10**18 + i * 10**8, rgb) for i in range(6)])
     data = next(path.glob("*.db3"))
     with open(data, "r+b") as stream:
         stream.truncate(data.stat().st_size // 2)

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from fleet_data import corrupt_bag, drives
 from tiny_model import export_tiny_model
@@ -18,8 +19,6 @@ from ood_perception.fleet.inputs import expand_bags, expected_frames
 from ood_perception.fleet.runner import Fleet, Shard
 from ood_perception.fleet.spec import PipelineSpec
 from ood_perception.io import rosbag
-
-pq = pytest.importorskip("pyarrow.parquet")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import pyarrow.parquet as pq
 import pytest
+import ray
 from fleet_data import corrupt_bag, drives, labelled_folder
 
 from ood_perception.cli.main import main
@@ -23,9 +25,6 @@ from ood_perception.fleet.cluster import FleetConfig, connect
 from ood_perception.fleet.evaluate import evaluate_dataset
 from ood_perception.fleet.spec import PipelineSpec
 from ood_perception.io import rosbag
-
-ray = pytest.importorskip("ray")
-pq = pytest.importorskip("pyarrow.parquet")
 
 
 @pytest.fixture(scope="module", autouse=True)

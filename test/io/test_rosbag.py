@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from bag_files import write_images
 
 from ood_perception.errors import ConfigurationError
 from ood_perception.io import rosbag as rosbag_io
@@ -23,7 +24,7 @@ def _frames(count=3, topic="/cam/image_raw"):
 def test_write_and_read_images(tmp_path, storage):
     frames = _frames()
     bag = tmp_path / "bag"
-    rosbag_io.write_images(bag, frames, storage=storage, frame_id="cam_optical")
+    write_images(bag, frames, storage=storage, frame_id="cam_optical")
     assert rosbag_io.bag_storage(bag) == storage
     images = list(rosbag_io.read_images(bag))
     assert [i.timestamp for i in images] == [f[1] for f in frames]
@@ -41,7 +42,7 @@ def test_write_and_read_images(tmp_path, storage):
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 def test_compressed_images_decode(tmp_path, fmt):
     bag = tmp_path / "bag"
-    rosbag_io.write_images(bag, _frames(1, "/cam/image_raw/compressed"), compressed_format=fmt)
+    write_images(bag, _frames(1, "/cam/image_raw/compressed"), compressed_format=fmt)
     store = rosbag_io.typestore()
     with rosbag_io.open_reader(bag) as reader:
         (connection,) = rosbag_io.image_connections(reader, ["/cam/image_raw"])
@@ -58,22 +59,22 @@ def test_errors(tmp_path):
         with pytest.raises(ConfigurationError, match=message):
             rosbag_io.bag_storage(tmp_path)
     bag = tmp_path / "bag"
-    rosbag_io.write_images(bag, _frames(1))
+    write_images(bag, _frames(1))
     with (
         rosbag_io.open_reader(bag) as reader,
         pytest.raises(ConfigurationError, match="not in the bag"),
     ):
         rosbag_io.image_connections(reader, ["/other/image"])
     with pytest.raises(ConfigurationError, match="exists already"):
-        rosbag_io.write_images(bag, _frames(1))
+        write_images(bag, _frames(1))
     with pytest.raises(ConfigurationError, match="storage"):
-        rosbag_io.write_images(tmp_path / "b2", _frames(1), storage="rosbag1")
+        write_images(tmp_path / "b2", _frames(1), storage="rosbag1")
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_a_truncated_bag_is_a_corrupt_bag_error(tmp_path, storage):
     bag = tmp_path / "bag"
-    rosbag_io.write_images(bag, _frames(6), storage=storage)
+    write_images(bag, _frames(6), storage=storage)
     data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
     with open(data, "r+b") as stream:
         stream.truncate(data.stat().st_size // 2)
@@ -83,7 +84,7 @@ def test_a_truncated_bag_is_a_corrupt_bag_error(tmp_path, storage):
 
 def test_a_bag_ending_before_its_index_says_is_truncated(tmp_path):
     bag = tmp_path / "bag"
-    rosbag_io.write_images(bag, _frames(4), storage="sqlite3")
+    write_images(bag, _frames(4), storage="sqlite3")
     import sqlite3
 
     with sqlite3.connect(next(bag.glob("*.db3"))) as db:  # a copy that lost its last rows

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from brightness_model import BOX_TOPIC, export_brightness_model, write_box_bag
+from rclpy.serialization import deserialize_message
+from visualization_msgs.msg import ImageMarker, Marker, MarkerArray
 
-rclpy = pytest.importorskip("rclpy")
-
-from brightness_model import BOX_TOPIC, export_brightness_model, write_box_bag  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
-from visualization_msgs.msg import ImageMarker, Marker, MarkerArray  # noqa: E402
-
-from ood_perception.cli.main import main  # noqa: E402
-from ood_perception.io import rosbag  # noqa: E402
+from ood_perception.cli.main import main
+from ood_perception.io import rosbag
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
 
-pytest.importorskip("nav_msgs")
-
-from builtin_interfaces.msg import Time  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import Marker  # noqa: E402
-
-from ood_perception.core.ground import GridConfig, GroundObstacle  # noqa: E402
-from ood_perception.core.postprocess import Obstacle  # noqa: E402
-from ood_perception.core.tracking import Track  # noqa: E402
-from ood_perception.ros.ground_messages import (  # noqa: E402
+from ood_perception.core.ground import GridConfig, GroundObstacle
+from ood_perception.core.postprocess import Obstacle
+from ood_perception.core.tracking import Track
+from ood_perception.ros.ground_messages import (
     camera_namespace,
     occupancy_grid,
     position_markers,

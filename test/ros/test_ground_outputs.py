@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rclpy
+from builtin_interfaces.msg import Time
+from nav_msgs.msg import OccupancyGrid
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from ros_harness import wait_until
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
 
-rclpy = pytest.importorskip("rclpy")
-
-from builtin_interfaces.msg import Time  # noqa: E402
-from nav_msgs.msg import OccupancyGrid  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from ros_harness import wait_until  # noqa: E402
-from scipy.spatial.transform import Rotation  # noqa: E402
-from sensor_msgs.msg import CameraInfo  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
-
-from ood_perception.core.ground import CameraPose  # noqa: E402
-from ood_perception.core.pipeline import FrameResult  # noqa: E402
-from ood_perception.core.postprocess import Obstacle  # noqa: E402
-from ood_perception.ros.ground_outputs import GroundOutputs  # noqa: E402
-from ood_perception.ros.parameters import NodeConfig  # noqa: E402
-from ood_perception.ros.publishing import Publishers  # noqa: E402
+from ood_perception.core.ground import CameraPose
+from ood_perception.core.pipeline import FrameResult
+from ood_perception.core.postprocess import Obstacle
+from ood_perception.ros.ground_outputs import GroundOutputs
+from ood_perception.ros.parameters import NodeConfig
+from ood_perception.ros.publishing import Publishers
 
 pytestmark = pytest.mark.ros
 LEVEL = [-0.5, 0.5, -0.5, 0.5]

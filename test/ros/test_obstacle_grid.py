@@ -15,20 +15,18 @@ import time
 
 import numpy as np
 import pytest
+import rclpy
 import yaml
-
-rclpy = pytest.importorskip("rclpy")
-
-from brightness_model import export_brightness_model  # noqa: E402
-from builtin_interfaces.msg import Time  # noqa: E402
-from nav_msgs.msg import OccupancyGrid  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import Listener, start_node_process, wait_until  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import ImageMarker, Marker, MarkerArray  # noqa: E402
+from brightness_model import export_brightness_model
+from builtin_interfaces.msg import Time
+from nav_msgs.msg import OccupancyGrid
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import Listener, start_node_process, wait_until
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import ImageMarker, Marker, MarkerArray
 
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"

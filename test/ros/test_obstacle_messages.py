@@ -6,18 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-import pytest
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseWithCovariance
+from std_msgs.msg import Header
+from visualization_msgs.msg import ImageMarker
 
-pytest.importorskip("visualization_msgs")
-
-from builtin_interfaces.msg import Time  # noqa: E402
-from geometry_msgs.msg import PoseWithCovariance  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import ImageMarker  # noqa: E402
-
-from ood_perception.core.ground import GroundObstacle  # noqa: E402
-from ood_perception.core.postprocess import Obstacle  # noqa: E402
-from ood_perception.ros.obstacle_messages import (  # noqa: E402
+from ood_perception.core.ground import GroundObstacle
+from ood_perception.core.postprocess import Obstacle
+from ood_perception.ros.obstacle_messages import (
     OBSTACLE_CLASS,
     box_detections,
     detection_array,

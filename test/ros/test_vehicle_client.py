@@ -231,13 +231,13 @@ def test_lifecycle_node_answers_only_after_configure_and_activate(client, ros_en
 def test_sim_time_node_measures_latency_against_the_replayed_bag(client, ros_env,
                                                                 tiny_model_path, tmp_path):
     """`replay --live` publishes the bag's /clock, so latency is bag time, not years."""
-    from ood_perception.io import rosbag
+    from bag_files import write_images
 
     start_ns = 1_700_000_000_000_000_000  # November 2023
     frames = [(CAMERA, start_ns + i * 100_000_000, np.full((24, 32, 3), 90, np.uint8))
               for i in range(40)]
     bag = tmp_path / "drive"
-    rosbag.write_images(bag, frames)
+    write_images(bag, frames)
     params = _params(tmp_path, tiny_model_path, use_sim_time=True, diagnostics_period=0.2)
     process = start_node_process(["--ros-args", "--params-file", str(params)], ros_env)
     try:

@@ -69,7 +69,7 @@ class SamImageEncoderDeploy(nn.Module):
                              persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float()
+        x = image.float().permute(0, 3, 1, 2)  # TensorRT: a uint8 input feeds a Cast only
         if self.resize is not None:
             x = self.resize(x)
         x = (x - self.mean) / self.std

@@ -55,13 +55,16 @@ class GMMSegHead(nn.Module):
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """[N, D] normalised features -> [N, K, M] log N(x; mean, diag(diagonal^2)).
 
-        The squared Mahalanobis term is expanded into matmuls so no [N, K*M, D] tensor exists.
+        The Mahalanobis term is the difference, then the scale, squared and summed, one
+        component at a time ([N, D] temporaries): the expanded x^2 - 2 x mean + mean^2 cancels
+        where x is near a mean, and its folded 1 / diagonal^2 leaves fp16's range for the small
+        diagonals of trained heads.
         """
         classes, components, dim = self.means.shape
         means = F.normalize(self.means, dim=-1).reshape(-1, dim)
-        inv_var = self.diagonal.reshape(-1, dim).pow(-2)
-        maha = (x * x) @ inv_var.t() - 2.0 * (x @ (means * inv_var).t())
-        maha = maha + (means * means * inv_var).sum(-1)
+        scales = self.diagonal.reshape(-1, dim).reciprocal()
+        maha = torch.stack([((x - mean) * scale).square().sum(-1)
+                            for mean, scale in zip(means, scales, strict=True)], dim=-1)
         const = -0.5 * dim * math.log(2 * math.pi) - self.diagonal.reshape(-1, dim).log().sum(-1)
         return (const - 0.5 * maha).reshape(-1, classes, components)
 

@@ -1,4 +1,5 @@
-"""UEM heads: GMM log-likelihood against torch.distributions, linear head, MLP key names."""
+"""UEM heads: GMM log-likelihood against torch.distributions and in fp16, linear head, MLP key
+names."""
 
 from __future__ import annotations
 
@@ -40,6 +41,23 @@ def test_gmm_forward_is_mask_norm_of_best_component() -> None:
     expected = head.mask_norm(best).permute(0, 3, 1, 2)
     assert logits.shape == (2, 3, 5, 6)
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_gmm_log_prob_in_fp16_keeps_features_near_a_mean() -> None:
+    """Trained heads have small diagonals and features close to a mean: the difference-then-
+    scale form stays within fp16's rounding there, where x^2 - 2 x mean + mean^2 cancels."""
+    head = gmm_head(classes=2, components=3, dim=64)
+    with torch.no_grad():
+        head.diagonal.uniform_(0.01, 0.03)
+    means = F.normalize(head.means, dim=-1).reshape(-1, 64)
+    x = F.normalize(means[torch.arange(40) % 6] + 0.01 * torch.randn(40, 64), dim=-1)
+    reference = head.double().component_log_prob(x.double())
+    half = head.half().component_log_prob(x.half()).double()
+    assert torch.isfinite(half).all()
+    # The best component of each feature (what the score uses), to fp16's relative precision.
+    best, best_half = reference.amax(-1), half.amax(-1)
+    assert ((best_half - best).abs() / best.abs()).max() < 2e-3
+    assert (half.flatten(1).argmax(-1) == reference.flatten(1).argmax(-1)).all()
 
 
 def test_linear_head_is_per_pixel_linear() -> None:

@@ -4,7 +4,7 @@ Each case feeds sensor-format camera frames (bgr8 bytes) through `codec.decode_i
 `Pipeline.process` with the torch backend and `codec.encode_image` of the score and mask
 messages, so its figures are the node's without ROS transport. The official UEM protocol
 (sequential windows, two backbone passes each, fp32) runs in the same process on the same
-weights and frames: the speed targets (README, Speed) are ratios to it. The S2M cases add SAM
+weights and frames: the speed targets (docs/speed.md) are ratios to it. The S2M cases add SAM
 refinement (box prompts from the score's components, SAM's encoder and decoder, the merge) to
 the single-window UEM case and report those stages apart; the DOoD case scores the same
 segmentor with the diffusion head instead. Weights are random.
@@ -445,7 +445,7 @@ def _largest_stage(entry: dict) -> str:
 
 
 def evaluate_targets(report: dict) -> list[dict]:
-    """The speed targets (README, Speed) from the measured figures; each says passed or by
+    """The speed targets (docs/speed.md) from the measured figures; each says passed or by
     how much it missed."""
     cases, targets = report["cases"], []
 
@@ -495,7 +495,7 @@ def target_lines(report: dict) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    """The README table: environment line, one row per case, backbone and target lines."""
+    """The markdown table (docs/speed.md): environment, one row per case, backbone, targets."""
     env, settings = report["environment"], report["settings"]
     height, width = settings["frame_size"]
     where = env["gpu"] or f"CPU ({env['cpu']}, {env['cpu_threads']} threads)"

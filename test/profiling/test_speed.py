@@ -10,7 +10,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ood_perception.benchmark.speed import (
+from ood_perception.cli import main as cli
+from ood_perception.models.backbones.dinov2 import DinoVisionTransformer, ViTConfig
+from ood_perception.profiling.speed import (
     CASE_NAMES,
     STAGES,
     evaluate_targets,
@@ -18,8 +20,6 @@ from ood_perception.benchmark.speed import (
     target_lines,
     vit_flops,
 )
-from ood_perception.cli import main as cli
-from ood_perception.models.backbones.dinov2 import DinoVisionTransformer, ViTConfig
 
 FAST = ["--tiny", "--warmup", "1", "--iterations", "1", "--official-iterations", "1",
         "--cameras", "2"]

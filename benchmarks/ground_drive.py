@@ -9,30 +9,27 @@ node does by default (the midpoint of the model's score range, 100-pixel blobs):
 Tracking runs with the node's defaults (`TrackingConfig()`, meant for 30 Hz).
 
 Run: .venv/bin/python benchmarks/ground_drive.py [--long-frames 300] \
-        [--output benchmarks/results/ground_drive.json]
+        [--json benchmarks/results/ground_drive.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from record import add_json_argument, write_results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long-frames", type=int, default=300)
     parser.add_argument("--long-seed", type=int, default=11)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"
-                                                / "ground_drive.json"))
+    add_json_argument(parser, "ground_drive")
     args = parser.parse_args()
 
     from ood_perception.backends import create_backend
@@ -66,19 +63,11 @@ def main() -> int:
             figures[name]["seconds"] = time.perf_counter() - began
             print(f"{name}: {json.dumps(_headline(figures[name]))}", flush=True)
         backend.close()
-    result = {
-        "benchmark": "ground_drive", "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version()},
+    write_results(args.json, "ground_drive", {
         "model": f"uem-demo ({note})", "threshold": pipeline.config.score_threshold,
         "min_obstacle_area": pipeline.config.min_obstacle_area,
-        "tracking": asdict(TrackingConfig()), "figures": figures,
-        "seconds": time.perf_counter() - start}
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {output}")
+        "tracking": asdict(TrackingConfig()), "seconds": time.perf_counter() - start,
+        **figures})
     return 0
 
 

@@ -70,8 +70,8 @@ def evaluate(predictor: Predictor, frames: Sequence, batch_size: int = 8, num_cl
              progress: bool = False) -> Evaluation:
     """AP / FPR95 / AUROC over frames' anomaly labels and mIoU over their semantic labels.
 
-    `frames` holds objects with `rgb`, `anomaly` and `semantic` (e.g. `synthetic.Frame`);
-    mIoU averages the classes present in the labels.
+    `frames` holds objects with `rgb`, `anomaly` and `semantic` (e.g.
+    `synthetic.scenes.SceneFrame`); mIoU averages the classes present in the labels.
     """
     metrics = PixelMetrics()
     confusion = np.zeros((num_classes, num_classes), np.int64)

@@ -38,7 +38,7 @@ class OodPerceptionNode(Node):
         self.finished = Future()  # never done: the node runs until shutdown
         self.build_only = not self.runtime.configure()
         if self.build_only:
-            self.get_logger().info("build_only: the engine is built and cached; exiting")
+            self.get_logger().info("build_only: the engines are built and cached; exiting")
             return
         try:
             self.runtime.activate()

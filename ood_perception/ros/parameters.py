@@ -67,7 +67,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                "torch: fp32, fp16 or bf16; tensorrt: fp16 or fp32; empty: the "
                                "backend's default", read_only=True),
     "build_only": ParameterSpec(False, "bool",
-                                "tensorrt: build and cache the engine, then exit", read_only=True),
+                                "tensorrt: build and cache its engines (with S2M, SAM's too), "
+                                "then exit", read_only=True),
     "image_topics": ParameterSpec(["/camera/image_raw"], "string_array",
                                   "camera image topics (raw sensor_msgs/Image)", read_only=True),
     "camera_names": ParameterSpec([], "string_array",
@@ -394,13 +395,34 @@ class NodeConfig:
         }
 
     def backend_options(self) -> dict[str, Any]:
-        """Keyword arguments of `create_backend` for this backend."""
+        """Keyword arguments of `create_backend` for this backend: the batch is the camera
+        count (TensorRT's engine profile; torch captures CUDA graphs of 1..cameras at start-up)."""
         options: dict[str, Any] = {"device": self.device}
         if self.precision:
             options["precision"] = self.precision
-        if self.backend == "tensorrt":
-            options |= {"max_batch": len(self.image_topics), "build_only": self.build_only}
+        if self.backend in ("tensorrt", "torch"):
+            options["max_batch"] = len(self.image_topics)
         return options
+
+    def refiner_options(self) -> dict[str, Any]:
+        """Keyword arguments of SAM's runner beyond its device: the node's precision and, on
+        TensorRT, its batch, so SAM's engines are those `build_engine_request` builds."""
+        options: dict[str, Any] = {}
+        if self.precision and self.backend != "onnxruntime":
+            options["precision"] = self.precision
+        if self.backend == "tensorrt":
+            options["max_batch"] = len(self.image_topics)
+        return options
+
+    def build_engine_request(self) -> dict[str, Any]:
+        """Keyword arguments of `backends.tensorrt.build_node_engines`: every engine this node
+        opens (the anomaly graph and, refining, SAM's), as `ood-perception build-engine`."""
+        device = parse_device(self.device, "parameter device")
+        if not device.is_cuda:
+            raise ConfigurationError(f"backend 'tensorrt' runs on cuda, not {self.device!r}")
+        return {"model_path": self.model_path, "precision": self.precision or "fp16",
+                "cameras": len(self.image_topics), "device": device.index or 0,
+                "sam_model_path": self.refine.sam_model_path if self.refine else None}
 
     def input_topic(self, index: int) -> str:
         """The topic subscribed for camera `index` (`<topic>/compressed` for compressed)."""

@@ -79,10 +79,16 @@ class NodeRuntime:
 
     def configure(self) -> bool:
         """Read the parameters and load the model (building a TensorRT engine if needed);
-        False when `build_only` asked only for that. Bad configuration raises
-        `ConfigurationError` and leaves nothing loaded."""
+        False when `build_only` asked only for the engines (the model's and SAM's). Bad
+        configuration raises `ConfigurationError` and leaves nothing loaded."""
         values = declared_values(self.node)
         unchecked = NodeConfig.from_values(values)  # bad parameters fail before a model loads
+        if unchecked.build_only:  # the engines only: nothing is loaded
+            from ood_perception.backends.tensorrt import build_node_engines
+
+            for path in build_node_engines(**unchecked.build_engine_request()):
+                self.node.get_logger().info(f"build_only: engine {path}")
+            return False
         backend = create_backend(unchecked.backend, unchecked.model_path,
                                  **unchecked.backend_options())
         try:
@@ -90,9 +96,6 @@ class NodeRuntime:
         except Exception:
             backend.close()
             raise
-        if config.build_only:
-            backend.close()
-            return False
         try:
             refiner = _open_refiner(config, backend)
         except Exception:
@@ -296,4 +299,5 @@ def _open_refiner(config: NodeConfig, backend):
     refine = RefineConfig.s2m(bool(settings.detector_path), settings.max_boxes,
                               settings.score_scale)
     return open_refiner(settings.sam_model_path, refine, config.backend, config.device,
-                        settings.detector_path or None, backend.info.score_range)
+                        settings.detector_path or None, backend.info.score_range,
+                        **config.refiner_options())

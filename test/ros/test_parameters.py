@@ -109,14 +109,46 @@ def test_backend_options_per_runtime():
     assert config().backend_options() == {"device": "cpu"}
     trt = config(backend="tensorrt", device="cuda", precision="fp32", build_only=True,
                  image_topics=["/a/image_raw", "/b/image_raw"])
-    assert trt.backend_options() == {"device": "cuda", "precision": "fp32", "max_batch": 2,
-                                     "build_only": True}
+    assert trt.backend_options() == {"device": "cuda", "precision": "fp32", "max_batch": 2}
+    # torch captures the CUDA graphs of batches 1..cameras at start-up
+    torch = config(backend="torch", image_topics=["/a/image", "/b/image", "/c/image"])
+    assert torch.backend_options() == {"device": "cpu", "max_batch": 3}
     with pytest.raises(ConfigurationError, match="precision"):
         config(backend="onnxruntime", precision="fp16")
     with pytest.raises(ConfigurationError, match="precision"):
         config(backend="tensorrt", precision="bf16")
     with pytest.raises(ConfigurationError, match="build_only"):
         config(build_only=True)
+
+
+def test_refiner_options_match_the_anomaly_backend(tmp_path):
+    sam = tmp_path / "sam.onnx"
+    sam.write_bytes(b"graph")
+    cameras = {"image_topics": ["/a/image", "/b/image"], "refine": "s2m",
+               "sam_model_path": str(sam)}
+    trt = config(backend="tensorrt", device="cuda:1", precision="fp32", **cameras)
+    assert trt.refiner_options() == {"precision": "fp32", "max_batch": 2}
+    assert config(backend="tensorrt", device="cuda", **cameras).refiner_options() == {
+        "max_batch": 2}
+    assert config(backend="torch", precision="bf16", **cameras).refiner_options() == {
+        "precision": "bf16"}
+    assert config(**cameras).refiner_options() == {}
+
+
+def test_build_only_requests_every_engine_the_node_opens(tmp_path):
+    sam = tmp_path / "sam.onnx"
+    sam.write_bytes(b"graph")
+    three = ["/a/image", "/b/image", "/c/image"]
+    node = config(backend="tensorrt", device="cuda:1", build_only=True, image_topics=three,
+                  refine="s2m", sam_model_path=str(sam))
+    assert node.build_engine_request() == {"model_path": "m.onnx", "precision": "fp16",
+                                           "cameras": 3, "device": 1,
+                                           "sam_model_path": str(sam)}
+    plain = config(backend="tensorrt", device="cuda", precision="fp32", build_only=True)
+    assert plain.build_engine_request() == {"model_path": "m.onnx", "precision": "fp32",
+                                            "cameras": 1, "device": 0, "sam_model_path": None}
+    with pytest.raises(ConfigurationError, match="runs on cuda, not 'cpu'"):
+        config(backend="tensorrt", build_only=True).build_engine_request()
 
 
 def test_camera_info_sits_beside_each_image_topic():

@@ -420,7 +420,7 @@ def test_large_image_profile_delivers_1080p_at_30hz_across_processes(ros_env, tm
     subprocess.run([sys.executable, str(script), "--seconds", "3", "--configs", "default",
                     "profile", "--json", str(results)],
                    check=True, timeout=180, env=os.environ | ros_env, capture_output=True)
-    default, profile = json.loads(results.read_text())["results"]
+    default, profile = json.loads(results.read_text())["figures"]["results"]
     assert profile["received_fraction"] >= 0.5, profile
     assert profile["received_fraction"] > default["received_fraction"] + 0.1, (default, profile)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sensor_msgs")
+pytestmark = pytest.mark.ros
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402

@@ -18,6 +18,7 @@ from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
 from ood_perception.core.health import HealthLimits
 from ood_perception.core.pipeline import SCORE_SIZES
+from ood_perception.core.placement import RESIZE_MODES
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.errors import ConfigurationError
 from ood_perception.models.s2m import REFINE_MODES
@@ -98,6 +99,11 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                       "~/anomaly_score at the camera's size (frame) or the "
                                       "model's input size (model: ~/score_camera_info matches "
                                       "it)", choices=SCORE_SIZES),
+    "resize_mode": ParameterSpec("stretch", "string",
+                                 "frames to the model's aspect: stretch (whole frame, aspect "
+                                 "changes), letterbox (whole frame, zero padding) or crop "
+                                 "(centre; unseen pixels score low, mask 0)", read_only=True,
+                                 choices=RESIZE_MODES),
     "refine": ParameterSpec("none", "string",
                             "none: the thresholded score is the obstacle mask; s2m: SAM's "
                             "masks of box prompts from the score are", read_only=True,
@@ -210,6 +216,7 @@ class NodeConfig:
     health: HealthLimits = field(default_factory=HealthLimits)
     score_resolution: str = "frame"
     refine: RefineSettings | None = None
+    resize_mode: str = "stretch"
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -263,6 +270,7 @@ class NodeConfig:
                                          f"{spec.bounds[1]:g}, got {checked[name]}")
         return cls(
             score_resolution=checked["score_resolution"], refine=_refine_settings(checked),
+            resize_mode=checked["resize_mode"],
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
             build_only=checked["build_only"], image_topics=topics, camera_names=names,
@@ -302,6 +310,7 @@ class NodeConfig:
             "diagnostics_period": self.diagnostics_period,
             "min_rate_hz": self.health.min_rate_hz, "max_latency_ms": self.health.max_latency_ms,
             "score_resolution": self.score_resolution,
+            "resize_mode": self.resize_mode,
             **(self.refine.parameter_values() if self.refine else {
                 name: PARAMETERS[name].default for name in REFINE_PARAMETERS}),
         }
@@ -445,4 +454,5 @@ def describe(config: NodeConfig) -> str:
                         for i, name in enumerate(config.camera_names))
     return (f"backend {config.backend} on {config.device}, cameras {cameras}, "
             f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}, score at "
-            f"{config.score_resolution} size, refine {'s2m' if config.refine else 'none'}")
+            f"{config.score_resolution} size, resize {config.resize_mode}, refine "
+            f"{'s2m' if config.refine else 'none'}")

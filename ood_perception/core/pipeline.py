@@ -81,7 +81,9 @@ class FrameResult:
     frame's own. Host-path maps live in message-ready memory (`message_buffers.message_bytes`).
     """
 
-    anomaly_score: np.ndarray | None  # float32, frame or model size, higher = more anomalous
+    # float32 at frame size, or the model input's scored window (letterbox padding dropped);
+    # higher = more anomalous
+    anomaly_score: np.ndarray | None
     semantic: np.ndarray | None  # uint8 HxW class ids, None if not asked for or no such output
     mask: np.ndarray | None  # uint8 HxW, 255 on kept obstacle pixels
     obstacles: list[Obstacle]

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ood_perception.core.frames import BgrFrame, Frame
+from ood_perception.core.placement import UNSEEN_CLASS, Placement, placement
 from ood_perception.core.preprocess import nearest_sources
 from ood_perception.errors import ConfigurationError
 
@@ -147,18 +148,55 @@ def upload_groups(frames: Sequence[Frame],
     return groups
 
 
+def place_images(images: torch.Tensor, size: tuple[int, int],
+                 resize_mode: str = "stretch") -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> uint8 [N, h, w, 3] model input at `size`, placed as
+    `preprocess.make_batch` places them (zero padding for the same reason)."""
+    place = placement(resize_mode, tuple(images.shape[1:3]), tuple(size))
+    frame_box, model_box = place.frame_box, place.model_box
+    resized = resize_images(images[:, frame_box.rows, frame_box.cols], model_box.size)
+    if place.whole_model:
+        return resized.contiguous()
+    batch = images.new_zeros((images.shape[0], *size, 3))
+    batch[:, model_box.rows, model_box.cols] = resized
+    return batch
+
+
+def score_to_frame(score: torch.Tensor, place: Placement, fill: float) -> torch.Tensor:
+    """`preprocess.score_to_frame` on the device: [h, w] model map -> frame-size map."""
+    valid = resize_score(score[place.model_box.rows, place.model_box.cols],
+                         place.frame_box.size)
+    if place.whole_frame:
+        return valid
+    out = valid.new_full(place.frame_size, fill)
+    out[place.frame_box.rows, place.frame_box.cols] = valid
+    return out
+
+
+def classes_to_frame(classes: torch.Tensor, place: Placement) -> torch.Tensor:
+    """`preprocess.classes_to_frame` on the device (the same nearest sources)."""
+    valid = resize_classes(classes[place.model_box.rows, place.model_box.cols],
+                           place.frame_box.size)
+    if place.whole_frame:
+        return valid
+    out = valid.new_full(place.frame_size, UNSEEN_CLASS)
+    out[place.frame_box.rows, place.frame_box.cols] = valid
+    return out
+
+
 def make_batch(groups: Sequence[tuple[list[int], torch.Tensor]],
-               size: tuple[int, int]) -> torch.Tensor:
-    """Uploaded groups -> uint8 [B, h, w, 3] model batch in frame order, resized on the device."""
+               size: tuple[int, int], resize_mode: str = "stretch") -> torch.Tensor:
+    """Uploaded groups -> uint8 [B, h, w, 3] model batch in frame order, resized (and placed
+    as `resize_mode` says) on the device."""
     if not groups:
         raise ConfigurationError("make_batch needs at least one frame")
     if len(groups) == 1:
-        return resize_images(groups[0][1], size)
+        return place_images(groups[0][1], size, resize_mode)
     count = sum(len(indices) for indices, _ in groups)
     device = groups[0][1].device
     batch = torch.empty((count, *size, 3), dtype=torch.uint8, device=device)
     for indices, images in groups:
-        resized = resize_images(images, size)
+        resized = place_images(images, size, resize_mode)
         for position, index in enumerate(indices):  # plain copies: no index tensor to upload
             batch[index].copy_(resized[position])
     return batch

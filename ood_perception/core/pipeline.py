@@ -22,6 +22,7 @@ import numpy as np
 from ood_perception.backends.base import Backend
 from ood_perception.core.frames import Frame, frame_size
 from ood_perception.core.message_buffers import message_array
+from ood_perception.core.placement import RESIZE_MODES, Placement, placement
 from ood_perception.core.postprocess import (
     Obstacle,
     PostprocessConfig,
@@ -30,7 +31,12 @@ from ood_perception.core.postprocess import (
     postprocess_model_map,
     render_overlay,
 )
-from ood_perception.core.preprocess import make_batch, resize_classes, resize_score
+from ood_perception.core.preprocess import (
+    classes_to_frame,
+    make_batch,
+    outside_crop_score,
+    score_to_frame,
+)
 from ood_perception.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -75,7 +81,9 @@ class FrameResult:
     frame's own. Host-path maps live in message-ready memory (`message_buffers.message_bytes`).
     """
 
-    anomaly_score: np.ndarray | None  # float32, frame or model size, higher = more anomalous
+    # float32 at frame size, or the model input's scored window (letterbox padding dropped);
+    # higher = more anomalous
+    anomaly_score: np.ndarray | None
     semantic: np.ndarray | None  # uint8 HxW class ids, None if not asked for or no such output
     mask: np.ndarray | None  # uint8 HxW, 255 on kept obstacle pixels
     obstacles: list[Obstacle]
@@ -116,15 +124,28 @@ def _needs_refiner(outputs: Outputs) -> bool:
     return outputs.obstacles or outputs.overlay or outputs.s2m
 
 
+def _placed(post: PostprocessResult, place: Placement, mask: np.ndarray) -> PostprocessResult:
+    """The postprocess of a crop's window as that of the whole frame: `mask` (frame size,
+    the window written through a view) and the obstacles moved by the window's corner."""
+    top, left = place.frame_box.top, place.frame_box.left
+    if (top, left) == (0, 0):
+        return PostprocessResult(mask=mask, obstacles=post.obstacles)
+    return PostprocessResult(mask=mask, obstacles=[replace(
+        o, bbox=(o.bbox[0] + left, o.bbox[1] + top, o.bbox[2], o.bbox[3]),
+        centroid=(o.centroid[0] + left, o.centroid[1] + top)) for o in post.obstacles])
+
+
 class HostFrames:
     """Frames resized and batched with OpenCV; the backend's numpy outputs resized back."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, resize_mode: str = "stretch"):
         self.backend = backend
+        self.resize_mode = resize_mode
+        self._fill = outside_crop_score(backend.info.score_range)
 
     def prepare(self, frames: Sequence[Frame]) -> tuple[np.ndarray, dict[str, float]]:
         start = time.perf_counter()
-        batch = make_batch(frames, self.backend.info.input_size)
+        batch = make_batch(frames, self.backend.info.input_size, self.resize_mode)
         return batch, {"preprocess": _ms(start)}
 
     def infer(self, batch: np.ndarray) -> tuple:
@@ -134,23 +155,29 @@ class HostFrames:
     def maps(self, scores, semantics, index: int, size: tuple[int, int], outputs: Outputs,
              config: PostprocessConfig, timings: dict[str, float], full: bool) -> _Maps:
         start = time.perf_counter()
+        place = placement(self.resize_mode, tuple(size), tuple(scores[index].shape))
+        rows, cols = place.model_box.rows, place.model_box.cols
         small = scores[index]
         classes = semantics[index] if semantics is not None else None
-        full_score = (resize_score(small, size, out=message_array(size, np.float32))
-                      if full else None)
+        full_score = (score_to_frame(small, place, self._fill,
+                                     out=message_array(size, np.float32)) if full else None)
         score = full_score if outputs.score == "frame" else None
-        if outputs.score == "model":
-            score = message_array(small.shape, np.float32)
-            score[...] = small
+        if outputs.score == "model":  # the scored window: letterbox padding dropped
+            score = message_array(place.model_box.size, np.float32)
+            score[...] = small[rows, cols]
         semantic = None
         if outputs.semantic and classes is not None:
-            semantic = resize_classes(classes, size, out=message_array(size, np.uint8))
+            semantic = classes_to_frame(classes, place, out=message_array(size, np.uint8))
         timings["resize_back"] = _ms(start)
         start = time.perf_counter()
         post = None
         if outputs.obstacles or outputs.overlay:
-            post = postprocess_model_map(small, classes, size, config,
-                                         mask=message_array(size, np.uint8))
+            mask = message_array(size, np.uint8)  # zeroed: 0 outside a crop
+            box = place.frame_box
+            post = _placed(postprocess_model_map(
+                np.ascontiguousarray(small[rows, cols]),
+                None if classes is None else np.ascontiguousarray(classes[rows, cols]),
+                box.size, config, mask=mask[box.rows, box.cols]), place, mask)
         timings["postprocess"] = _ms(start)
         return _Maps(score, full_score, semantic, post)
 
@@ -161,11 +188,13 @@ class DeviceFrames:
     Each stage is timed to its end on the device (one synchronise per stage, which costs
     microseconds)."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, resize_mode: str = "stretch"):
         from ood_perception.core import gpu_postprocess
         from ood_perception.core import gpu_preprocess as gpu
 
         self.backend = backend
+        self.resize_mode = resize_mode
+        self._fill = outside_crop_score(backend.info.score_range)
         self._gpu = gpu
         self._gpu_post = gpu_postprocess
         self._uploader = gpu.PinnedUploader(backend.device)
@@ -178,7 +207,7 @@ class DeviceFrames:
         gpu.synchronize(self.device)
         upload_ms = _ms(start)
         start = time.perf_counter()
-        batch = gpu.make_batch(groups, self.backend.info.input_size)
+        batch = gpu.make_batch(groups, self.backend.info.input_size, self.resize_mode)
         gpu.synchronize(self.device)
         return batch, {"upload": upload_ms, "preprocess": _ms(start)}
 
@@ -191,35 +220,39 @@ class DeviceFrames:
              config: PostprocessConfig, timings: dict[str, float], full: bool) -> _Maps:
         gpu = self._gpu
         start = time.perf_counter()
+        place = placement(self.resize_mode, tuple(size), tuple(scores[index].shape))
+        box = place.frame_box
         small = scores[index]
         classes = semantics[index] if semantics is not None else None
         wants_mask = outputs.obstacles or outputs.overlay
         gating = bool(config.gating_classes) and classes is not None
-        device_score = (gpu.resize_score(small, size)
+        device_score = (gpu.score_to_frame(small, place, self._fill)
                         if wants_mask or full else None)
-        device_classes = (gpu.resize_classes(classes, size)
+        device_classes = (gpu.classes_to_frame(classes, place)
                           if classes is not None and (outputs.semantic or gating and wants_mask)
                           else None)
         full_score = gpu.to_host(device_score) if full else None
         score = full_score if outputs.score == "frame" else None
-        if outputs.score == "model":
-            score = gpu.to_host(small)
+        if outputs.score == "model":  # the scored window: letterbox padding dropped
+            score = gpu.to_host(small[place.model_box.rows, place.model_box.cols].contiguous())
         semantic = gpu.to_host(device_classes) if outputs.semantic and classes is not None \
             else None
         gpu.synchronize(self.device)
         timings["resize_back"] = _ms(start)
         start = time.perf_counter()
         post = None
-        if wants_mask:
-            binary = self._gpu_post.anomalous(device_score, device_classes if gating else None,
-                                              config)
-            window = self._gpu_post.anomalous_window(binary, device_score)
+        if wants_mask:  # only the frame's window the model saw: 0 outside a crop
+            seen_score = device_score[box.rows, box.cols]
+            seen_classes = device_classes[box.rows, box.cols] if gating else None
+            binary = self._gpu_post.anomalous(seen_score, seen_classes, config)
+            window = self._gpu_post.anomalous_window(binary, seen_score)
             if window is None:
                 post = PostprocessResult(mask=np.zeros(size, np.uint8))
             else:
-                offset, window_binary, window_score = window
+                (top, left), window_binary, window_score = window
                 gpu.synchronize(self.device)
-                post = label_blobs(window_binary, window_score, config, size, offset)
+                post = label_blobs(window_binary, window_score, config, size,
+                                   (top + box.top, left + box.left))
         timings["postprocess"] = _ms(start)
         return _Maps(score, full_score, semantic, post)
 
@@ -230,12 +263,18 @@ class Pipeline:
     `tensor_path`: None picks the GPU frame path when `runs_on_gpu(backend)`; True forces it
     for any backend with `run_torch` (on CPU it runs the same torch code, for tests).
     `refiner`: S2M refinement of every frame (`core.refine.Refiner`), None for none.
+    `resize_mode`: how frames meet the model's aspect (`core.placement.RESIZE_MODES`).
     """
 
     def __init__(self, backend: Backend, config: PostprocessConfig,
-                 tensor_path: bool | None = None, refiner: Refiner | None = None):
+                 tensor_path: bool | None = None, refiner: Refiner | None = None,
+                 resize_mode: str = "stretch"):
+        if resize_mode not in RESIZE_MODES:
+            raise ConfigurationError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, "
+                                     f"got {resize_mode!r}")
         self.backend = backend
         self.refiner = refiner
+        self.resize_mode = resize_mode
         self._config = self._checked(config)
         if tensor_path is None:
             tensor_path = runs_on_gpu(backend)
@@ -243,7 +282,8 @@ class Pipeline:
             raise ConfigurationError(
                 f"backend {backend.name!r} has no run_torch, so the tensor frame path cannot "
                 "be used with it; leave tensor_path unset")
-        self._frames = DeviceFrames(backend) if tensor_path else HostFrames(backend)
+        frames_path = DeviceFrames if tensor_path else HostFrames
+        self._frames = frames_path(backend, resize_mode)
 
     @staticmethod
     def _checked(config: PostprocessConfig) -> PostprocessConfig:
@@ -313,7 +353,9 @@ class Pipeline:
         chosen = [index for index, wanted in enumerate(refine) if wanted]
         if not chosen:
             return {}
-        if len(chosen) < len(frames):
+        if self.resize_mode != "stretch":  # SAM's masks map back from a stretched frame
+            batch = None
+        elif len(chosen) < len(frames):
             batch = batch[chosen]
         refined = self.refiner.refine(
             [frames[i] for i in chosen], batch, [maps[i].full_score for i in chosen],

@@ -9,12 +9,14 @@ The maps can also be taken back over a window of the frame only (`score_window`,
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from ood_perception.core.frames import BgrFrame
+from ood_perception.core.placement import UNSEEN_CLASS, Placement, placement
 from ood_perception.errors import ConfigurationError
 
 
@@ -50,21 +52,74 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def make_batch(frames: Sequence, size: tuple[int, int]) -> np.ndarray:
+def make_batch(frames: Sequence, size: tuple[int, int],
+               resize_mode: str = "stretch") -> np.ndarray:
     """Frames of any sizes (RGB uint8 HxWx3 arrays or `frames.BgrFrame`) -> contiguous uint8
-    [B, H, W, 3] RGB at `size`; BGR frames are resized first and converted after."""
+    [B, H, W, 3] RGB at `size`, each placed as `resize_mode` says (`core.placement`); BGR
+    frames are resized first and converted after.
+
+    Letterbox padding is zero (black): the models' own normalisation maps it to one constant
+    value, like the unlit border of a camera, and no frame content is invented there.
+    """
     if not frames:
         raise ConfigurationError("make_batch needs at least one frame")
     batch = np.empty((len(frames), *size, 3), dtype=np.uint8)
     for index, frame in enumerate(frames):
-        if isinstance(frame, BgrFrame):
-            cv2.cvtColor(resize_frame(frame.pixels, size), cv2.COLOR_BGR2RGB, dst=batch[index])
-            continue
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        bgr = isinstance(frame, BgrFrame)
+        pixels = frame.pixels if bgr else frame
+        if not bgr and (frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8):
             raise ConfigurationError(
                 f"frame {index}: expected HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
-        batch[index] = resize_frame(frame, size)
+        place = placement(resize_mode, pixels.shape[:2], tuple(size))
+        if place.whole_frame and place.whole_model:
+            if bgr:
+                cv2.cvtColor(resize_frame(pixels, size), cv2.COLOR_BGR2RGB, dst=batch[index])
+            else:
+                batch[index] = resize_frame(pixels, size)
+            continue
+        frame_box, model_box = place.frame_box, place.model_box
+        resized = resize_frame(np.ascontiguousarray(pixels[frame_box.rows, frame_box.cols]),
+                               model_box.size)
+        if not place.whole_model:
+            batch[index] = 0
+        batch[index, model_box.rows, model_box.cols] = (
+            cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if bgr else resized)
     return batch
+
+
+def outside_crop_score(score_range: tuple[float, float] | None) -> float:
+    """The score of frame pixels the model never saw (outside a crop): the low end of the
+    model's score range (nothing anomalous there), NaN when the graph declares none."""
+    return float(score_range[0]) if score_range is not None else math.nan
+
+
+def score_to_frame(score: np.ndarray, place: Placement, fill: float,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """float32 model map -> frame-size map: the letterbox padding dropped, the scored window
+    resized back bilinearly, `fill` outside a crop; into `out` (float32 frame size) if given."""
+    valid = score[place.model_box.rows, place.model_box.cols]
+    if place.whole_frame:
+        return resize_score(np.ascontiguousarray(valid), place.frame_size, out=out)
+    if out is None:
+        out = np.empty(place.frame_size, np.float32)
+    out[...] = fill
+    out[place.frame_box.rows, place.frame_box.cols] = resize_score(
+        np.ascontiguousarray(valid), place.frame_box.size)
+    return out
+
+
+def classes_to_frame(classes: np.ndarray, place: Placement,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 model class ids -> frame size as `score_to_frame` places scores, nearest;
+    `placement.UNSEEN_CLASS` outside a crop."""
+    valid = np.ascontiguousarray(classes[place.model_box.rows, place.model_box.cols])
+    if place.whole_frame:
+        return resize_classes(valid, place.frame_size, out=out)
+    if out is None:
+        out = np.empty(place.frame_size, np.uint8)
+    out[...] = UNSEEN_CLASS
+    out[place.frame_box.rows, place.frame_box.cols] = resize_classes(valid, place.frame_box.size)
+    return out
 
 
 def resize_score(score: np.ndarray, size: tuple[int, int],

@@ -131,16 +131,16 @@ class Refiner:
             detections = self.detector(maps)
         return [(d.boxes.cpu().numpy(), d.scores.cpu().numpy()) for d in detections]
 
-    def refine(self, frames: list[np.ndarray], batch: np.ndarray | torch.Tensor,
+    def refine(self, frames: list[np.ndarray], batch: np.ndarray | torch.Tensor | None,
                scores: list[np.ndarray], semantics: list[np.ndarray | None],
                posts: list[PostprocessResult],
                config: PostprocessConfig) -> list[RefinedFrame]:
         """frames (RGB uint8 HxWx3), their model batch (uint8 [B, h, w, 3] on the host or the
-        runner's device), score maps and class maps at frame size, and their postprocess
-        results -> one RefinedFrame each."""
+        runner's device, stretched; None: made here), score maps and class maps at frame
+        size, and their postprocess results -> one RefinedFrame each."""
         info = self.runner.info
         start = time.perf_counter()
-        if tuple(batch.shape[1:3]) != info.input_size:  # SAM exported for another size
+        if batch is None or tuple(batch.shape[1:3]) != info.input_size:  # none, or another size
             batch = make_batch(frames, info.input_size)
         embeddings = _finished(self.runner.encode(batch))
         encoder_ms = _ms(start)

@@ -26,6 +26,7 @@ from ood_perception.core.codec import (
 from ood_perception.core.frames import Frame, camera_frame
 from ood_perception.core.intrinsics import scale_intrinsics
 from ood_perception.core.message_buffers import message_bytes
+from ood_perception.core.placement import placement
 from ood_perception.errors import ImageDecodeError
 from ood_perception.ros.frame_slots import PendingFrame
 
@@ -132,16 +133,18 @@ def diagnostics_array(stamp, statuses: list[DiagnosticStatus]) -> DiagnosticArra
     return DiagnosticArray(header=Header(stamp=stamp), status=statuses)
 
 
-def camera_info_for(header: Header, info: CameraInfo,
-                    size: tuple[int, int] | None = None) -> CameraInfo:
+def camera_info_for(header: Header, info: CameraInfo, size: tuple[int, int] | None = None,
+                    resize_mode: str = "stretch") -> CameraInfo:
     """The camera's calibration with an answered frame's header, so it pairs with the
     outputs of that frame (image_geometry and RViz match them by stamp); with `size`
-    (height, width) that of the frame resized to it, as a model-resolution score is."""
+    (height, width) of the model input, that of the model-resolution score: the frame's
+    window (`resize_mode`'s placement) resized to the scored window."""
     answered = copy.copy(info)
     answered.header = header
-    if size is not None and (info.height, info.width) != tuple(size) and info.height > 0 \
-            and info.width > 0:
-        answered.k, answered.p = scale_intrinsics(info.k, info.p, (info.height, info.width),
-                                                  size)
-        answered.height, answered.width = size
+    frame = (info.height, info.width)
+    if size is not None and frame != tuple(size) and info.height > 0 and info.width > 0:
+        place = placement(resize_mode, frame, tuple(size))
+        answered.k, answered.p = scale_intrinsics(info.k, info.p, frame, place.model_box.size,
+                                                  place.frame_box)
+        answered.height, answered.width = place.model_box.size
     return answered

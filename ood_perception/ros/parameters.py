@@ -19,6 +19,7 @@ from ood_perception.contract import ModelInfo
 from ood_perception.core.ground import GridConfig
 from ood_perception.core.health import HealthLimits
 from ood_perception.core.pipeline import SCORE_SIZES
+from ood_perception.core.placement import RESIZE_MODES
 from ood_perception.core.postprocess import PostprocessConfig
 from ood_perception.core.tracking import TrackingConfig
 from ood_perception.errors import ConfigurationError
@@ -100,6 +101,11 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                       "~/anomaly_score at the camera's size (frame) or the "
                                       "model's input size (model: ~/score_camera_info matches "
                                       "it)", choices=SCORE_SIZES),
+    "resize_mode": ParameterSpec("stretch", "string",
+                                 "frames to the model's aspect: stretch (whole frame, aspect "
+                                 "changes), letterbox (whole frame, zero padding) or crop "
+                                 "(centre; unseen pixels score low, mask 0)", read_only=True,
+                                 choices=RESIZE_MODES),
     "refine": ParameterSpec("none", "string",
                             "none: the thresholded score is the obstacle mask; s2m: SAM's "
                             "masks of box prompts from the score are", read_only=True,
@@ -290,6 +296,7 @@ class NodeConfig:
     score_resolution: str = "frame"
     refine: RefineSettings | None = None
     ground: GroundSettings = field(default_factory=GroundSettings)
+    resize_mode: str = "stretch"
 
     @classmethod
     def from_values(cls, values: dict[str, Any], info: ModelInfo | None = None) -> NodeConfig:
@@ -350,6 +357,7 @@ class NodeConfig:
         return cls(
             ground=ground,
             score_resolution=checked["score_resolution"], refine=_refine_settings(checked),
+            resize_mode=checked["resize_mode"],
             model_path=checked["model_path"], backend=checked["backend"],
             device=checked["device"], precision=checked["precision"],
             build_only=checked["build_only"], image_topics=topics, camera_names=names,
@@ -389,6 +397,7 @@ class NodeConfig:
             "diagnostics_period": self.diagnostics_period,
             "min_rate_hz": self.health.min_rate_hz, "max_latency_ms": self.health.max_latency_ms,
             "score_resolution": self.score_resolution,
+            "resize_mode": self.resize_mode,
             **(self.refine.parameter_values() if self.refine else {
                 name: PARAMETERS[name].default for name in REFINE_PARAMETERS}),
             **self.ground.parameter_values(),
@@ -533,4 +542,5 @@ def describe(config: NodeConfig) -> str:
                         for i, name in enumerate(config.camera_names))
     return (f"backend {config.backend} on {config.device}, cameras {cameras}, "
             f"threshold {config.postprocess.score_threshold:g}, qos {config.input_qos}, score at "
-            f"{config.score_resolution} size, refine {'s2m' if config.refine else 'none'}")
+            f"{config.score_resolution} size, resize {config.resize_mode}, refine "
+            f"{'s2m' if config.refine else 'none'}")

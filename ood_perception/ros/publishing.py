@@ -193,7 +193,8 @@ def frame_messages(header: Header, result: FrameResult, wanted: frozenset[str],
             messages.append(("camera_info", camera_info_for(header, info)))
         # Needs only the size: published whether or not the score itself is.
         if config.score_resolution == "model" and SCORE_CAMERA_INFO in wanted:
-            messages.append((SCORE_CAMERA_INFO, camera_info_for(header, info, model_size)))
+            messages.append((SCORE_CAMERA_INFO, camera_info_for(header, info, model_size,
+                                                                config.resize_mode)))
     return messages
 
 
@@ -210,4 +211,5 @@ def resize_note(frame_size: tuple[int, int], model_size: tuple[int, int]) -> str
     if abs(aspect / model_aspect - 1.0) <= ASPECT_TOLERANCE:
         return None
     return (f"{width}x{height} frames (aspect {aspect:.2f}) stretched to the model's "
-            f"{model_width}x{model_height} input (aspect {model_aspect:.2f})")
+            f"{model_width}x{model_height} input (aspect {model_aspect:.2f}); parameter "
+            "resize_mode letterbox or crop keeps the aspect")

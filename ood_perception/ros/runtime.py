@@ -105,7 +105,8 @@ class NodeRuntime:
             self.node.set_parameters([Parameter("score_threshold", Parameter.Type.DOUBLE,
                                                 config.postprocess.score_threshold)])
         self.config = config
-        self.pipeline = Pipeline(backend, config.postprocess, refiner=refiner)
+        self.pipeline = Pipeline(backend, config.postprocess, refiner=refiner,
+                                 resize_mode=config.resize_mode)
         window = max(2.0, 2 * config.diagnostics_period)
         self.cameras = [Camera(index=i, name=name, topic=config.input_topic(i),
                                stats=RunningStats(window_s=window, max_samples=100))
@@ -254,7 +255,8 @@ class NodeRuntime:
             model_size = (info.input_height, info.input_width)
             for item, frame in zip(kept, frames, strict=True):
                 camera = self.cameras[item.camera]
-                if camera.first_frame(frame.shape[:2], model_size):  # stretched: say it once
+                stretched = config.resize_mode == "stretch"  # say it once
+                if stretched and camera.first_frame(frame.shape[:2], model_size):
                     self.node.get_logger().warning(f"camera {camera.name}: {camera.resize_note}")
             wanted = [wanted_outputs(self.cameras[item.camera], config) for item in kept]
             results = self.pipeline.process(

@@ -152,3 +152,24 @@ def test_bgr_frames_are_flipped_on_the_device():
                                gpu.PinnedUploader("cpu"))
     assert [indices for indices, _ in groups] == [[0], [1]]
     np.testing.assert_array_equal(groups[0][1][0].numpy(), groups[1][1][0].numpy())
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+def test_placed_batch_and_maps_back_match_the_host_path(mode):
+    from ood_perception.core.placement import placement
+    from ood_perception.core.preprocess import classes_to_frame, score_to_frame
+
+    frame = smooth_frame((480, 640), 7)
+    host = host_make_batch([frame], (64, 96), mode)
+    device = gpu.make_batch([([0], torch.from_numpy(frame[None].copy()))], (64, 96), mode)
+    assert device.shape == host.shape and device.is_contiguous()
+    assert np.abs(device.numpy().astype(int) - host.astype(int)).max() <= 3
+    if mode == "letterbox":
+        assert not device[:, :, :5].any() and not device[:, :, 90:].any()
+    place = placement(mode, (480, 640), (64, 96))
+    score = np.random.default_rng(8).random((64, 96)).astype(np.float32)
+    classes = np.random.default_rng(9).integers(0, 19, (64, 96), dtype=np.uint8)
+    np.testing.assert_allclose(gpu.score_to_frame(torch.from_numpy(score), place, -1.0).numpy(),
+                               score_to_frame(score, place, -1.0), atol=1e-5)
+    np.testing.assert_array_equal(gpu.classes_to_frame(torch.from_numpy(classes), place).numpy(),
+                                  classes_to_frame(classes, place))

@@ -45,3 +45,23 @@ def test_same_size_is_unchanged_and_uncalibrated_stays_zero():
 def test_bad_inputs_are_refused(k, p, sizes):
     with pytest.raises(ConfigurationError):
         scale_intrinsics(k, p, *sizes)
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+def test_placed_window_shifts_and_scales_the_principal_point(mode):
+    from ood_perception.core.placement import placement
+
+    frame_size = (1080, 1440)  # 4:3 into the 518x924 input
+    place = placement(mode, frame_size, (518, 924))
+    box = place.frame_box
+    k, p = scale_intrinsics(K, P, frame_size, place.model_box.size, box)
+    scale = np.array([place.model_box.width / box.width, place.model_box.height / box.height])
+    corner = np.array([box.left, box.top])
+    for point in ([0.3, -0.2, 5.0], [-0.1, 0.05, 2.0]):
+        point = np.array(point)
+        pixel = project(np.reshape(K, (3, 3)), point)
+        np.testing.assert_allclose(project(np.reshape(k, (3, 3)), point),
+                                   (pixel - corner + 0.5) * scale - 0.5, atol=1e-9)
+    if mode == "crop":
+        assert box.left == 0 and box.top > 0  # the rows above the crop shift cy
+        assert k[5] == pytest.approx((K[5] - box.top + 0.5) * scale[1] - 0.5)

@@ -238,3 +238,29 @@ def tensor_path_outputs_match(host: Pipeline, tensor: Pipeline) -> None:
 def test_tensor_path_outputs_on_cpu_match_host_path(pipeline: Pipeline):
     tensor_path_outputs_match(
         pipeline, Pipeline(torch_tiny_backend(), pipeline.config, tensor_path=True))
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+def test_resize_modes_put_a_4_3_frames_square_in_place(pipeline: Pipeline, mode: str):
+    box = (200, 180, 120, 90)  # inside the crop's rows 26..453
+    frame = scene(480, 640, box)
+    frame[5:20, 500:560] = (255, 0, 255)  # a second square above the crop
+    host = Pipeline(pipeline.backend, pipeline.config, resize_mode=mode)
+    tensor = Pipeline(torch_tiny_backend(), pipeline.config, tensor_path=True,
+                      resize_mode=mode)
+    model = Outputs(score="model")
+    for path in (host, tensor):
+        [result] = path.process([frame])
+        found = {o.bbox[1] < 100: o.bbox for o in result.obstacles}
+        x, y, w, h = found[False]
+        assert abs(x - 200) <= 8 and abs(y - 180) <= 8 and abs(w - 120) <= 12 and (
+            abs(h - 90) <= 12)
+        assert result.mask.shape == (480, 640) and result.semantic.shape == (480, 640)
+        [small] = path.process([frame], model)
+        if mode == "letterbox":  # the whole frame is scored, the padding dropped
+            assert len(result.obstacles) == 2 and small.anomaly_score.shape == (64, 85)
+        else:  # unseen rows: lowest score, no mask, no class
+            assert True not in found and not result.mask[:26].any()
+            assert (result.anomaly_score[:26] == 0.0).all() and (
+                result.semantic[:26] == 255).all()
+            assert small.anomaly_score.shape == (64, 96)

@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 
 from ood_perception.core.frames import BgrFrame
+from ood_perception.core.placement import UNSEEN_CLASS, placement
 from ood_perception.core.preprocess import (
     bilinear_taps,
+    classes_to_frame,
     classes_window,
     make_batch,
     nearest_sources,
+    outside_crop_score,
     resize_classes,
     resize_frame,
     resize_score,
+    score_to_frame,
     score_window,
 )
 from ood_perception.errors import ConfigurationError
@@ -173,3 +177,34 @@ def test_taps_are_read_only_and_clamped():
     assert first.min() == 0 and second.max() == 3 and not first.flags.writeable
     np.testing.assert_allclose(first_weight + second_weight, 1.0)
     assert nearest_sources(5, 3).tolist() == [0, 1, 3]
+
+
+def test_letterbox_batch_pads_with_zeros_and_crop_batch_scales_the_centre():
+    frame = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    [letterbox] = make_batch([frame], (64, 96), "letterbox")
+    assert not letterbox[:, :5].any() and not letterbox[:, 90:].any()
+    np.testing.assert_array_equal(letterbox[:, 5:90], resize_frame(frame, (64, 85)))
+    [crop] = make_batch([frame], (64, 96), "crop")
+    np.testing.assert_array_equal(crop, resize_frame(frame[26:453], (64, 96)))
+    [bgr] = make_batch([BgrFrame(frame[..., ::-1].copy())], (64, 96), "letterbox")
+    np.testing.assert_array_equal(bgr, letterbox)
+
+
+def test_maps_back_undo_letterbox_and_crop():
+    score = np.random.default_rng(4).random((64, 96)).astype(np.float32)
+    classes = np.random.default_rng(5).integers(0, 19, (64, 96), dtype=np.uint8)
+    letterbox = placement("letterbox", (480, 640), (64, 96))
+    padded = score.copy()
+    padded[:, :5] = padded[:, 90:] = 1e6  # the model's answer on padding never comes back
+    back = score_to_frame(padded, letterbox, fill=-1.0)
+    np.testing.assert_array_equal(back, resize_score(score[:, 5:90], (480, 640)))
+    np.testing.assert_array_equal(classes_to_frame(classes, letterbox),
+                                  resize_classes(classes[:, 5:90].copy(), (480, 640)))
+    crop = placement("crop", (480, 640), (64, 96))
+    back = score_to_frame(score, crop, fill=-1.0)
+    assert (back[:26] == -1.0).all() and (back[453:] == -1.0).all()
+    np.testing.assert_array_equal(back[26:453], resize_score(score, (427, 640)))
+    unseen = classes_to_frame(classes, crop)
+    assert (unseen[:26] == UNSEEN_CLASS).all() and (unseen[453:] == UNSEEN_CLASS).all()
+    np.testing.assert_array_equal(unseen[26:453], resize_classes(classes, (427, 640)))
+    assert outside_crop_score((-2.0, 4.0)) == -2.0 and np.isnan(outside_crop_score(None))

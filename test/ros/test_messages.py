@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sensor_msgs")
+pytestmark = pytest.mark.ros
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
@@ -103,6 +104,24 @@ def test_camera_info_of_a_model_resolution_score_is_scaled_to_it():
     assert answered.k[0] == pytest.approx(1000.0 * 924 / 1920)
     assert list(answered.p[:3]) == list(answered.k[:3])
     assert list(answered.d) == list(info.d) and (info.height, info.k[0]) == (1080, 1000.0)
+
+
+def test_camera_info_of_a_letterboxed_or_cropped_score_follows_its_window():
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(header=Header(frame_id="cam_optical"), height=1080, width=1440,
+                      k=[1000.0, 0, 719.5, 0, 1000.0, 600.0, 0, 0, 1],
+                      p=[1000.0, 0, 719.5, 0, 0, 1000.0, 600.0, 0, 0, 0, 1, 0])
+    letterbox = camera_info_for(HEADER, info, (518, 924), "letterbox")
+    assert (letterbox.height, letterbox.width) == (518, 691)  # the scored window only
+    assert letterbox.k[2] == pytest.approx(345.0)  # the centre column stays centred
+    assert letterbox.k[0] == pytest.approx(1000.0 * 691 / 1440)
+    crop = camera_info_for(HEADER, info, (518, 924), "crop")
+    assert (crop.height, crop.width) == (518, 924)
+    # rows 136..943 are scaled to 518: cy moves up by the crop's top, then scales
+    assert crop.k[5] == pytest.approx((600.0 - 136 + 0.5) * 518 / 807 - 0.5)
+    assert crop.k[4] == pytest.approx(1000.0 * 518 / 807)
+    assert list(crop.p[:3]) == list(crop.k[:3])
 
 
 def test_maps_in_message_memory_become_the_message_data_without_a_copy():

@@ -489,6 +489,46 @@ def test_score_at_model_resolution_with_its_camera_info(ros, tiny_model_path):
     assert scaled.header.frame_id == "front_camera"  # the answered frame's header
 
 
+def test_letterboxed_4_3_camera_masks_its_square_in_place_with_the_window_calibration(
+        ros, tiny_model_path):
+    _, camera, start = ros
+    node = start(model_path=str(tiny_model_path), image_topics=["/front/image_raw"],
+                 resize_mode="letterbox", min_obstacle_area=10)
+    listener = Listener(camera, {f"{NODE}/anomaly_score": Image, f"{NODE}/obstacle_mask": Image,
+                                 f"{NODE}/score_camera_info": CameraInfo})
+    info = camera.create_publisher(CameraInfo, "/front/camera_info", 10)
+    calibration = CameraInfo(header=Header(frame_id="front_optical"), height=120, width=160,
+                             k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1],
+                             p=[100.0, 0, 79.5, 0, 0, 100.0, 59.5, 0, 0, 0, 1, 0])
+    assert wait_until(lambda: (info.publish(calibration),
+                               node.runtime.cameras[0].camera_info is not None)[1], 10.0,
+                      interval=0.1)
+    publisher = _publisher(camera)
+    # Near the right edge, where a map resized back with its padding lands ~5 px off.
+    square = (40, 120, 32, 32)
+    message = _raw(_header(camera), image(120, 160, square), "rgb8")
+    _answer(camera, listener, publisher, message)
+    mask = _pixels(listener.wait_for(f"{NODE}/obstacle_mask",
+                                     lambda m: _same_header(m, message.header)))
+    expected = np.zeros((120, 160), bool)
+    expected[40:72, 120:152] = True
+    found = mask > 0
+    assert (found & expected).sum() / (found | expected).sum() > 0.85
+    rows, cols = np.flatnonzero(found.any(axis=1)), np.flatnonzero(found.any(axis=0))
+    assert abs(rows[0] - 40) <= 2 and abs(rows[-1] - 71) <= 2
+    assert abs(cols[0] - 120) <= 2 and abs(cols[-1] - 151) <= 2
+    assert node.set_parameters([Parameter("score_resolution", value="model")])[0].successful
+    second = _raw(_header(camera), image(120, 160, square), "rgb8")
+    score = _answer(camera, listener, publisher, second)
+    assert (score.height, score.width) == (64, 85)  # 160 * 64 / 120 columns, no padding
+    scaled = listener.wait_for(f"{NODE}/score_camera_info",
+                               lambda m: _same_header(m, second.header))
+    k, p = scale_intrinsics(calibration.k, calibration.p, (120, 160), (64, 85))
+    assert (scaled.height, scaled.width) == (64, 85)
+    np.testing.assert_allclose(scaled.k, k)
+    np.testing.assert_allclose(scaled.p, p)
+
+
 def test_s2m_refinement_in_the_node(ros, tiny_model_path, tiny_sam):
     assert tiny_sam.rc == 0
     _, camera, start = ros

@@ -121,6 +121,14 @@ def test_backend_options_per_runtime():
         config(build_only=True)
 
 
+def test_resize_mode_defaults_to_stretch_and_is_checked():
+    assert config().resize_mode == "stretch"
+    assert config(resize_mode="letterbox").parameter_values()["resize_mode"] == "letterbox"
+    assert PARAMETERS["resize_mode"].read_only
+    with pytest.raises(ConfigurationError, match="resize_mode must be one of"):
+        config(resize_mode="fit")
+
+
 def test_refiner_options_match_the_anomaly_backend(tmp_path):
     sam = tmp_path / "sam.onnx"
     sam.write_bytes(b"graph")

@@ -191,6 +191,7 @@ def test_remapped_camera_params_services_model_size_calibration_and_aspect(
     assert process.returncode == 0, stderr
     warnings = [line for line in stderr.splitlines() if "stretched" in line]
     assert len(warnings) == 1, warnings  # once, at the first frame
+    assert "resize_mode letterbox or crop" in warnings[0]
 
 
 def test_sim_time_health_runs_without_clock_and_turns_error_when_the_bag_stops(

@@ -9,10 +9,11 @@ import pytest
 pytest.importorskip("sensor_msgs")
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from frame_pixels import to_rgb  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.core.frames import BgrFrame, to_rgb  # noqa: E402
+from ood_perception.core.frames import BgrFrame  # noqa: E402
 from ood_perception.errors import ImageDecodeError  # noqa: E402
 from ood_perception.ros.messages import (  # noqa: E402
     OK,

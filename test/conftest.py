@@ -25,11 +25,10 @@ def tiny_sam(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A tiny SAM written by `ood-perception export` (its ONNX Runtime check included) from a
     random checkpoint in the official layout, for frames of the tiny contract model's 64x96:
     `encoder` (decoder graph and .pt beside it), `model`, `rc`, `stdout`."""
-    from sam_tiny import TINY_VIT, randomize, save_official
+    from sam_tiny import TINY_VIT, official_state, randomize, save_official
 
     from ood_perception.cli import export as cli_export
     from ood_perception.cli.main import main
-    from ood_perception.models.sam.checkpoints import official_state
     from ood_perception.models.sam.sam import SAM_VARIANTS, Sam
 
     folder = tmp_path_factory.mktemp("tiny_sam")

@@ -48,3 +48,8 @@ def score_map(height: int, width: int, seed: int = 0) -> torch.Tensor:
         radius = 6 + 10 * torch.rand(1, generator=generator)
         score += 8.0 * torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * radius ** 2))
     return score
+
+
+def detectron2_state(model: ScoreBoxDetector) -> dict[str, torch.Tensor]:
+    """The model's weights as detectron2 saves them."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

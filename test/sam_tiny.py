@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ood_perception.models.sam.checkpoints import not_needed
 from ood_perception.models.sam.image_encoder import SamViTConfig
 from ood_perception.models.sam.sam import Sam, SamConfig, resized_size
 from ood_perception.models.sam.tiny_vit import TinyViTConfig
@@ -117,3 +118,13 @@ def pil_resized(frame: np.ndarray, long_side: int) -> np.ndarray:
     """segment-anything `ResizeLongestSide.apply_image`: PIL bilinear resize of uint8 RGB."""
     new_h, new_w = resized_size(*frame.shape[:2], long_side)
     return np.array(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
+
+
+def official_state(model: Sam, seed: int = 0) -> dict[str, torch.Tensor]:
+    """`model`'s weights in the official layout, the keys it leaves out filled with seeded
+    random values: a stand-in for the official files."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    for key, shape in not_needed(model).items():
+        state[key] = torch.randn(shape, generator=generator) * 0.02
+    return state

@@ -36,3 +36,35 @@ def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 def tiny_network(variant: str = "dd", seed: int = 0) -> UEMNetwork:
     return randomize(UEMNetwork(tiny_config(variant), WINDOW), seed)
+
+
+def official_segmentor_state(segmentor: torch.nn.Module,
+                             memory_size: int = 16) -> dict[str, torch.Tensor]:
+    """Our segmentor state in the official layout, GMM training buffers included."""
+    state = dict(segmentor.state_dict())
+    state.update(_gmm_training_state(segmentor, "segmentation_head", memory_size))
+    return state
+
+
+def official_uem_state(network: torch.nn.Module, memory_size: int = 16) -> dict[str, torch.Tensor]:
+    """Our UEMNetwork state in the official layout, GMM training buffers included."""
+    state = dict(network.state_dict())
+    state.update({"segmentor." + k: v for k, v in
+                  _gmm_training_state(network.segmentor, "segmentation_head",
+                                      memory_size).items()})
+    state.update(_gmm_training_state(network, "ood_head", memory_size))
+    return state
+
+
+def _gmm_training_state(parent: torch.nn.Module, name: str,
+                        memory_size: int) -> dict[str, torch.Tensor]:
+    head = getattr(parent, name)
+    if not hasattr(head, "means"):
+        return {}
+    classes, components, dim = head.means.shape
+    return {
+        f"{name}.queue": torch.randn(classes * components, dim, memory_size),
+        f"{name}.queue_ptr": torch.zeros(classes * components, dtype=torch.long),
+        f"{name}.iteration_counter": torch.zeros(1),
+        f"{name}.eye_matrix": torch.ones(dim),
+    }

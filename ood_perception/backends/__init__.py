@@ -20,6 +20,9 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch": ("fp32", "fp16", "bf16"),
     "tensorrt": ("fp16", "fp32"),
 }
+# Kinds that size their start-up for the largest batch (`max_batch` frames per call): the
+# TensorRT engine's optimisation profile, torch's CUDA graphs captured before the first frame.
+BATCH_SIZED: tuple[str, ...] = ("tensorrt", "torch")
 
 
 def create_backend(kind: str, model_path: str, **options) -> Backend:

@@ -98,10 +98,10 @@ def runtime_options(args: argparse.Namespace, batch: int | None = None,
                     local: bool = True) -> dict:
     """`create_backend` keyword arguments from the runtime flags, checked here, before any
     model loads or Ray cluster starts: a device string, a device the backend cannot use, a
-    precision it does not run. `batch`: frames per call (TensorRT's engine profile);
+    precision it does not run. `batch`: frames per call (the `BATCH_SIZED` backends' start-up);
     `local`: the model runs in this process (not on Ray workers), so the device must be here.
     """
-    from ood_perception.backends import PRECISIONS
+    from ood_perception.backends import BATCH_SIZED, PRECISIONS
     from ood_perception.backends.device import parse_device
 
     options: dict = {}
@@ -118,7 +118,7 @@ def runtime_options(args: argparse.Namespace, batch: int | None = None,
         options["precision"] = args.precision
     if args.backend == "tensorrt" and device is not None and not device.is_cuda:
         raise ConfigurationError(f"--backend tensorrt runs on cuda, not --device {device}")
-    if args.backend == "tensorrt" and batch is not None:
+    if args.backend in BATCH_SIZED and batch is not None:
         options["max_batch"] = batch
     if not local:
         return options

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     config.validate({"batch_size": "--batch-size", "top_k": "--top-k", "rank_by": "--rank-by"})
     bags = expand_bags(args.bags)
     spec = PipelineSpec(str(args.model.absolute()), args.backend, device=args.device,
-                        precision=args.precision, postprocess=partial(node_postprocess, params))
+                        precision=args.precision, max_batch=args.batch_size,
+                        postprocess=partial(node_postprocess, params))
     summary = mine(bags, spec, Location.parse(args.out), config, fleet)
     bags_done, frames = summary["bags"], summary["frames"]
     rate = summary["frames_per_second"]

@@ -60,11 +60,6 @@ def camera_frame(encoding: str, height: int, width: int, step: int,
     return decode_image(encoding, height, width, step, data, is_bigendian)
 
 
-def to_rgb(frame: Frame) -> np.ndarray:
-    """A frame as an HxWx3 RGB array (converted only for a `BgrFrame`)."""
-    return frame.rgb() if isinstance(frame, BgrFrame) else frame
-
-
 def frame_size(frame: Frame) -> tuple[int, int]:
     """(height, width) of a frame."""
     return tuple(frame.shape[:2])

@@ -137,16 +137,6 @@ def _refusal(found: list[str], path: Path) -> ConfigurationError:
     return ConfigurationError(f"{path.name} would not build in TensorRT: {found[0]}{more}")
 
 
-def check_uint8_rules(path: str | Path) -> None:
-    """Raise ConfigurationError (one line: the first violation and how many more) when the
-    graph at `path` breaks TensorRT's uint8 rules."""
-    import onnx
-
-    found = uint8_rule_violations(onnx.load(str(path), load_external_data=False))
-    if found:
-        raise _refusal(found, Path(path))
-
-
 def refuse_uint8_rule_violations(model, path: str | Path) -> None:
     """Export's gate: the graph just written at `path` (loaded as `model`) is deleted and
     ConfigurationError raised when it breaks the rules."""

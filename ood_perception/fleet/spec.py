@@ -22,19 +22,24 @@ class PipelineSpec:
     # CPU threads of ONNX Runtime's session (None: one per core); the runner sets a CPU
     # worker's CPUs, as Ray's OMP_NUM_THREADS does for torch, so workers do not contend.
     threads: int | None = None
+    # Frames per backend call (`mine --batch-size`), for the backends that size their
+    # start-up for it (`BATCH_SIZED`); None: the backend's default.
+    max_batch: int | None = None
     # ModelInfo -> PostprocessConfig (e.g. the node's params with the graph's score range);
     # None: PostprocessConfig() defaults, as `evaluate` uses.
     postprocess: Callable[[ModelInfo], PostprocessConfig] | None = None
 
     def build(self) -> Pipeline:
         """Open the model on this worker's device and wrap it in a Pipeline."""
-        from ood_perception.backends import create_backend
+        from ood_perception.backends import BATCH_SIZED, create_backend
 
         options = {} if self.device is None else {"device": self.device}
         if self.precision is not None:
             options["precision"] = self.precision
         if self.threads is not None and self.backend == "onnxruntime":
             options["intra_op_threads"] = self.threads
+        if self.max_batch is not None and self.backend in BATCH_SIZED:
+            options["max_batch"] = self.max_batch
         backend = create_backend(self.backend, self.model, **options)
         config = PostprocessConfig() if self.postprocess is None else self.postprocess(
             backend.info)

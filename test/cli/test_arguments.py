@@ -58,10 +58,12 @@ def test_bad_runtime_flags_are_one_clear_error(flags, message) -> None:
         arguments.runtime_options(_namespace(*flags))
 
 
-def test_options_carry_the_batch_to_tensorrt_only() -> None:
+def test_options_carry_the_batch_to_tensorrt_and_torch_only() -> None:
     options = arguments.runtime_options(_namespace("tensorrt", "cuda:1", "fp32"), batch=4,
                                         local=False)
     assert options == {"device": "cuda:1", "precision": "fp32", "max_batch": 4}
+    assert arguments.runtime_options(_namespace("torch", "cpu"), batch=4) == {
+        "device": "cpu", "max_batch": 4}
     assert arguments.runtime_options(_namespace("onnxruntime", "cpu"), batch=4) == {
         "device": "cpu"}
 
@@ -96,6 +98,42 @@ def test_run_passes_its_batch_and_flags_to_the_backend(tmp_path: Path, tiny_mode
                  "cuda:1", "--precision", "fp32", "--batch", "3"])
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen == {"kind": "tensorrt", "device": "cuda:1", "precision": "fp32", "max_batch": 3}
+
+
+@pytest.mark.parametrize("backend,device,expected", [
+    ("tensorrt", "cuda:1", {"max_batch": 3}),
+    ("torch", "cpu", {"max_batch": 3}),
+    ("onnxruntime", "cpu", {}),  # no start-up sized for a batch
+])
+def test_mine_passes_its_batch_size_to_the_backend(backend, device, expected, tmp_path: Path,
+                                                   tiny_model_path: Path, monkeypatch,
+                                                   capsys) -> None:
+    """A worker's backend is built for `--batch-size` frames per call, as `run --batch`."""
+    import ood_perception.backends as backends
+    from ood_perception.fleet import inputs as fleet_inputs
+    from ood_perception.fleet import mine as fleet_mine
+
+    specs, seen = [], {}
+
+    def mined(bags, spec, *rest):
+        specs.append(spec)
+        raise ConfigurationError("stop here")
+
+    def opened(kind, model, **options):
+        seen.update(kind=kind, **options)
+        raise ConfigurationError("opened")
+
+    monkeypatch.setattr(arguments, "_check_cuda_visible", lambda device: None)
+    monkeypatch.setattr(fleet_inputs, "expand_bags", lambda bags: [])
+    monkeypatch.setattr(fleet_mine, "mine", mined)
+    monkeypatch.setattr(backends, "create_backend", opened)
+    code = main(["mine", str(tmp_path / "bags"), "--model", str(tiny_model_path), "--out",
+                 str(tmp_path / "out"), "--backend", backend, "--device", device,
+                 "--batch-size", "3"])
+    assert code == 2 and "stop here" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="opened"):
+        specs[0].build()
+    assert seen == {"kind": backend, "device": device, **expected}
 
 
 def test_run_says_a_missing_threshold_before_the_model_loads(tmp_path: Path, monkeypatch,

@@ -7,9 +7,10 @@ import array
 import cv2
 import numpy as np
 import pytest
+from frame_pixels import to_rgb
 
 from ood_perception.core.codec import decode_image
-from ood_perception.core.frames import BgrFrame, camera_frame, frame_size, to_rgb
+from ood_perception.core.frames import BgrFrame, camera_frame, frame_size
 from ood_perception.errors import ImageDecodeError
 
 RNG = np.random.default_rng(0)

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from dood_tiny import official_diff_state, randomize, write_checkpoint
+from uem_tiny import official_segmentor_state
 
 from ood_perception.cli.main import main
 from ood_perception.models.dood.compound import DOoDStatistics, write_statistics
 from ood_perception.models.dood.diffusion import DiffusionModel
 from ood_perception.models.dood.network import DinoV2KeySegmentor
 from ood_perception.models.dood.unet0d import UNet0DConfig
-from ood_perception.models.uem.checkpoints import (
-    official_segmentor_state,
-    save_lightning_checkpoint,
-)
+from ood_perception.models.uem.checkpoints import save_lightning_checkpoint
 from ood_perception.models.uem.demo import demo_config
 
 

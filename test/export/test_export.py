@@ -10,7 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from uem_tiny import WINDOW, randomize, tiny_config, tiny_network
+from uem_tiny import (
+    WINDOW,
+    official_segmentor_state,
+    official_uem_state,
+    randomize,
+    tiny_config,
+    tiny_network,
+)
 
 from ood_perception.cli.main import main
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255, ModelInfo
@@ -19,11 +26,7 @@ from ood_perception.models.deploy import DeployModel
 from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
 from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.models.uem.build import build_uem
-from ood_perception.models.uem.checkpoints import (
-    official_segmentor_state,
-    official_uem_state,
-    save_lightning_checkpoint,
-)
+from ood_perception.models.uem.checkpoints import save_lightning_checkpoint
 from ood_perception.models.uem.network import UEMNetwork, uem_config
 
 

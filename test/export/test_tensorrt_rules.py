@@ -15,7 +15,10 @@ from uem_tiny import WINDOW, tiny_config, tiny_network
 from ood_perception.contract import CITYSCAPES_CLASSES, ModelInfo
 from ood_perception.errors import ConfigurationError
 from ood_perception.export.onnx import export_onnx
-from ood_perception.export.tensorrt_rules import check_uint8_rules, uint8_rule_violations
+from ood_perception.export.tensorrt_rules import (
+    refuse_uint8_rule_violations,
+    uint8_rule_violations,
+)
 from ood_perception.models.backbones.resnet import ResNetConfig
 from ood_perception.models.backbones.swin import SwinConfig
 from ood_perception.models.deploy import DeployModel
@@ -148,7 +151,7 @@ def test_export_refuses_a_graph_that_breaks_them_in_one_line(tmp_path: Path) -> 
     assert not (tmp_path / "bad.onnx").exists()
 
 
-def test_check_names_the_file_and_counts_the_rest(tmp_path: Path) -> None:
+def test_refusal_names_the_file_and_counts_the_rest(tmp_path: Path) -> None:
     bad = _graph(
         helper.make_node("Shape", ["image"], ["s"]),
         helper.make_node("Transpose", ["image"], ["t"], perm=[0, 3, 1, 2]),
@@ -157,7 +160,7 @@ def test_check_names_the_file_and_counts_the_rest(tmp_path: Path) -> None:
     onnx.save(bad, str(tmp_path / "bad.onnx"))
     with pytest.raises(ConfigurationError, match=r"bad.onnx would not build in TensorRT: "
                        r"uint8 input 'image' feeds Shape .* \(and 2 more\)"):
-        check_uint8_rules(tmp_path / "bad.onnx")
+        refuse_uint8_rule_violations(bad, tmp_path / "bad.onnx")
 
 
 def test_the_tiny_contract_graph_of_the_backend_tests_follows_them(tiny_model_path) -> None:

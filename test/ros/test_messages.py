@@ -10,10 +10,11 @@ pytest.importorskip("sensor_msgs")
 pytestmark = pytest.mark.ros
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from frame_pixels import to_rgb  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ood_perception.core.frames import BgrFrame, to_rgb  # noqa: E402
+from ood_perception.core.frames import BgrFrame  # noqa: E402
 from ood_perception.errors import ImageDecodeError  # noqa: E402
 from ood_perception.ros.messages import (  # noqa: E402
     OK,

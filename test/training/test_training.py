@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from uem_tiny import official_segmentor_state
 
 from ood_perception.cli.main import COMMANDS, main
 from ood_perception.models.backbones.dinov2 import ViTConfig
@@ -16,7 +17,6 @@ from ood_perception.models.registry import ExportRequest, build_model
 from ood_perception.models.uem.build import build_uem
 from ood_perception.models.uem.checkpoints import (
     load_state_dict,
-    official_segmentor_state,
     save_lightning_checkpoint,
 )
 from ood_perception.models.uem.network import VARIANTS, UEMConfig

@@ -19,7 +19,6 @@ import torch
 from ood_perception.contract import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ood_perception.errors import CheckpointError
 from ood_perception.models import loading as strict_loading
-from ood_perception.models.layers.frozen_batch_norm import FrozenBatchNorm2d
 
 # Loss-only buffer of SetCriterion (no-object class weight): not needed for inference.
 NOT_NEEDED = ("criterion.empty_weight",)
@@ -121,32 +120,3 @@ def inference_state(state: dict[str, torch.Tensor], source: str) -> dict[str, to
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """detectron2 `state` (normalisation buffers checked, then dropped) -> `module`, strictly."""
     strict_loading.load_strict(module, inference_state(state, source), source)
-
-
-def detectron2_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Our state in the layout detectron2 saves (loss buffer and, for a ResNet trained with
-    SyncBN, the batch norms' step counters included): for tests and tools."""
-    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    classes = state[CLASS_KEY].shape[0]
-    state["criterion.empty_weight"] = torch.ones(classes)
-    for name, child in module.named_modules():
-        if isinstance(child, FrozenBatchNorm2d):
-            state[f"{name}.num_batches_tracked"] = torch.tensor(90000)
-    return state
-
-
-def save_pth(state: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """detectron2 `Checkpointer` layout: {"model": ..., "iteration": ...}."""
-    path = Path(path)
-    torch.save({"model": state, "iteration": 0}, path)
-    return path
-
-
-def save_pkl(state: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """Model-zoo layout: {"model": {name: numpy array}, "__author__": ...} (pickle protocol 4)."""
-    path = Path(path)
-    arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
-    with path.open("wb") as f:
-        pickle.dump({"model": arrays, "__author__": "ood_perception",
-                     "matching_heuristics": True}, f, protocol=4)
-    return path

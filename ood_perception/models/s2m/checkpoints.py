@@ -37,17 +37,3 @@ def load_detector_checkpoint(model: ScoreBoxDetector, path: str | Path) -> Score
     state = load_m2f_state(path)  # the detectron2 reader (the `model` dict, tensors only)
     load_strict(model, inference_state(state, model, str(path)), str(path))
     return model
-
-
-def detectron2_state(model: ScoreBoxDetector) -> dict[str, torch.Tensor]:
-    """The model's weights as detectron2 saves them: for tests and random-weight exports."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def save_detectron2(state: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """detectron2 `Checkpointer` layout: {"model": ..., "iteration": ...}."""
-    path = Path(path)
-    torch.save({"model": state, "iteration": 0}, path)
-    if not path.is_file():
-        raise CheckpointError(f"could not write {path}")
-    return path

@@ -84,13 +84,3 @@ def load_sam_checkpoint(model: Sam, path: str | Path) -> Sam:
     """Official checkpoint -> `model`, strictly (missing, extra or mis-shaped keys listed)."""
     load_strict(model, inference_state(read_sam_checkpoint(path), model), str(path))
     return model
-
-
-def official_state(model: Sam, seed: int = 0) -> dict[str, torch.Tensor]:
-    """`model`'s weights in the official layout, the keys it leaves out filled with seeded
-    random values: a stand-in for the official files in tests and random-init exports."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    for key, shape in not_needed(model).items():
-        state[key] = torch.randn(shape, generator=generator) * 0.02
-    return state

@@ -51,10 +51,6 @@ class OfficialSlidingWindow(nn.Module):
                 "drops the last window when (side - window) % stride == 0); pick another "
                 "input size or stride")
 
-    @property
-    def num_windows(self) -> int:
-        return len(self.rows) * len(self.cols)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wh, ww = self.window
         seg_sum = uem_sum = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from detectron2_files import detectron2_state, save_pkl, save_pth
 from test_mask2former import SIZE, tiny_config, tiny_model
 
 from ood_perception.errors import CheckpointError, ConfigurationError
@@ -15,12 +16,9 @@ from ood_perception.models.backbones.swin import SWIN_T
 from ood_perception.models.mask2former.build import RESNET_50, build_uno_m2f_swin_t
 from ood_perception.models.mask2former.checkpoints import (
     decoder_layers,
-    detectron2_state,
     head_sizes,
     load_m2f_state,
     load_strict,
-    save_pkl,
-    save_pth,
 )
 from ood_perception.models.mask2former.model import (
     Mask2Former,

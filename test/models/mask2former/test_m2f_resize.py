@@ -105,8 +105,9 @@ def test_graph_reproduces_the_official_test_path(tmp_path: Path) -> None:
 
 
 def test_builder_records_the_resize_and_the_deploy_file_keeps_it(tmp_path: Path) -> None:
+    from detectron2_files import detectron2_state, save_pth
+
     from ood_perception.models.deploy_file import load_torch_deploy, save_torch_deploy
-    from ood_perception.models.mask2former.checkpoints import detectron2_state, save_pth
     from ood_perception.models.registry import ExportRequest, build_model
 
     path = save_pth(detectron2_state(tiny_swin_t_uno()), tmp_path / "uno.pth")
@@ -149,9 +150,10 @@ def test_swin_t_uno_exported_at_camera_size_scores_as_the_official_test_path(
     """A Swin-T UNO checkpoint exported at 180x320 (the test resize is on by default with a
     checkpoint) runs the network at 1024x1820 and, in ONNX Runtime, scores as the official
     test path does on the same frame."""
+    from detectron2_files import detectron2_state, save_pkl
+
     from ood_perception.cli.main import main
     from ood_perception.export.onnx import onnxruntime_scores
-    from ood_perception.models.mask2former.checkpoints import detectron2_state, save_pkl
 
     model = tiny_swin_t_uno()
     checkpoint = save_pkl(detectron2_state(model), tmp_path / "uno_swin_t.pkl")

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from detectron2_files import save_pkl, save_pth
 from s2m_reference import detect, nms, roi_align
-from s2m_tiny import TINY_DETECTOR, random_detector, score_map
+from s2m_tiny import TINY_DETECTOR, detectron2_state, random_detector, score_map
 
 from ood_perception.errors import CheckpointError
-from ood_perception.models.mask2former.checkpoints import save_pkl
-from ood_perception.models.s2m.checkpoints import (
-    detectron2_state,
-    load_detector_checkpoint,
-    save_detectron2,
-)
+from ood_perception.models.s2m.checkpoints import load_detector_checkpoint
 from ood_perception.models.s2m.detector import DetectorConfig, ScoreBoxDetector
 from ood_perception.models.s2m.nms import batched_nms
 from ood_perception.models.s2m.nms import nms as our_nms
@@ -82,7 +78,7 @@ def test_a_flat_score_map_gives_no_detections():
 def test_detectron2_checkpoints_load_strictly(tmp_path: Path, detector, suffix: str):
     state = detectron2_state(detector)
     state["pixel_mean"] = torch.tensor([103.53, 116.28, 123.675]).view(3, 1, 1)  # older files
-    path = (save_detectron2(state, tmp_path / "model_final.pth") if suffix == ".pth"
+    path = (save_pth(state, tmp_path / "model_final.pth") if suffix == ".pth"
             else save_pkl(state, tmp_path / "model_final.pkl"))
     loaded = load_detector_checkpoint(ScoreBoxDetector(TINY_DETECTOR), path)
     for key, value in detector.state_dict().items():
@@ -94,11 +90,11 @@ def test_checkpoint_errors_name_the_keys(tmp_path: Path, detector):
     del state["roi_heads.box_predictor.bbox_pred.bias"]
     with pytest.raises(CheckpointError, match="bbox_pred.bias"):
         load_detector_checkpoint(ScoreBoxDetector(TINY_DETECTOR),
-                                 save_detectron2(state, tmp_path / "missing.pth"))
+                                 save_pth(state, tmp_path / "missing.pth"))
     state = detectron2_state(detector) | {"pixel_std": torch.tensor([57.0, 57.0, 58.0])}
     with pytest.raises(CheckpointError, match="pixel_std"):
         load_detector_checkpoint(ScoreBoxDetector(TINY_DETECTOR),
-                                 save_detectron2(state, tmp_path / "std.pth"))
+                                 save_pth(state, tmp_path / "std.pth"))
 
 
 def test_official_r50_fpn_layout():

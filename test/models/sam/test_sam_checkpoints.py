@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from sam_tiny import TINY_MOBILE, TINY_VIT, randomize, reference_sam, save_official
+from sam_tiny import (
+    TINY_MOBILE,
+    TINY_VIT,
+    official_state,
+    randomize,
+    reference_sam,
+    save_official,
+)
 
 from ood_perception.errors import CheckpointError
 from ood_perception.models.sam.checkpoints import (
     load_sam_checkpoint,
     not_needed,
-    official_state,
     read_sam_checkpoint,
 )
 from ood_perception.models.sam.deploy import load_sam_deploy, save_sam_deploy

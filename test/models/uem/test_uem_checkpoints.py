@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from uem_tiny import WINDOW, tiny_config, tiny_network
+from uem_tiny import (
+    WINDOW,
+    official_segmentor_state,
+    official_uem_state,
+    tiny_config,
+    tiny_network,
+)
 
 from ood_perception.errors import CheckpointError
 from ood_perception.models.registry import ExportRequest
@@ -15,8 +21,6 @@ from ood_perception.models.uem.build import build_uem
 from ood_perception.models.uem.checkpoints import (
     compare_segmentor_states,
     load_state_dict,
-    official_segmentor_state,
-    official_uem_state,
     save_lightning_checkpoint,
 )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ood_perception.backends import BACKENDS, PRECISIONS
+from ood_perception.backends import BACKENDS, BATCH_SIZED, PRECISIONS
 from ood_perception.backends.device import DEVICE_HELP, parse_device
 from ood_perception.contract import ModelInfo
 from ood_perception.core.ground import GridConfig
@@ -409,7 +409,7 @@ class NodeConfig:
         options: dict[str, Any] = {"device": self.device}
         if self.precision:
             options["precision"] = self.precision
-        if self.backend in ("tensorrt", "torch"):
+        if self.backend in BATCH_SIZED:
             options["max_batch"] = len(self.image_topics)
         return options
 

@@ -93,12 +93,8 @@ class NodeRuntime:
                                  **unchecked.backend_options())
         try:
             config = NodeConfig.from_values(values, backend.info)
-        except Exception:
-            backend.close()
-            raise
-        try:
             refiner = _open_refiner(config, backend)
-        except Exception:
+        except Exception:  # nothing stays loaded
             backend.close()
             raise
         if math.isnan(values["score_threshold"]):  # `ros2 param get` shows the one in use
@@ -130,8 +126,6 @@ class NodeRuntime:
             if self.pipeline.refiner is not None:
                 self.pipeline.refiner.runner.close()
         self.pipeline = None
-
-    # --- activate / deactivate ----------------------------------------------------------
 
     def activate(self) -> None:
         """Subscribe to the cameras, start the worker and the diagnostics timer."""

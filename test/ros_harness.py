@@ -79,3 +79,37 @@ def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return condition()
+
+
+class ClientNode:
+    """A client process's own rclpy context and node, spun on a thread: a camera, listeners and
+    service clients apart from the node under test, as a vehicle tool would be."""
+
+    def __init__(self, name: str):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def call(self, service_type, name: str, request, timeout: float = 30.0):
+        """One service call, answered within `timeout` s or AssertionError."""
+        client = self.node.create_client(service_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), name
+        future = client.call_async(request)
+        assert wait_until(future.done, timeout), name
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -26,10 +24,8 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import Listener, start_node_process, wait_until
+from ros_harness import ClientNode, Listener, start_node_process, wait_until
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -39,38 +35,11 @@ from ood_perception.ros.parameters import PARAMETERS
 pytestmark = pytest.mark.ros
 NODE = "/ood_perception_node"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-CALL_TIMEOUT_S = 30.0
-
-
-class Client:
-    """A camera, a listener and service clients in their own rclpy context."""
-
-    def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("cli_client", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def call(self, service_type, name: str, request):
-        client = self.node.create_client(service_type, name)
-        assert client.wait_for_service(timeout_sec=CALL_TIMEOUT_S), name
-        future = client.call_async(request)
-        assert wait_until(future.done, CALL_TIMEOUT_S), name
-        return future.result()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
 def client(ros_env):
-    client = Client()
+    client = ClientNode("cli_client")
     yield client
     client.close()
 
@@ -104,7 +73,7 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
     return {v.key: v.value for v in status.values}
 
 
-def _dump(client: Client) -> dict[str, ParameterValue]:
+def _dump(client: ClientNode) -> dict[str, ParameterValue]:
     """What `ros2 param dump` asks: every name, then every value."""
     every = ListParameters.Request(prefixes=[], depth=ListParameters.Request.DEPTH_RECURSIVE)
     names = client.call(ListParameters, f"{NODE}/list_parameters", every).result.names

@@ -1,6 +1,6 @@
 """What a vehicle integrator checks, from a client process apart from the node process.
 
-The client below uses only rclpy and ROS messages (no project code): QoS overrides from a
+The client (`ros_harness.ClientNode`) uses only rclpy and ROS messages (no project code): QoS overrides from a
 params file, exact frame accounting over a reliable burst, per-camera health turning ERROR
 when the camera stops, camera_info paired with answered frames, sim time from /clock, and
 the lifecycle executable answering only once configured and active.
@@ -11,22 +11,18 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import Listener, start_node_process, wait_until
+from ros_harness import ClientNode, Listener, start_node_process, wait_until
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -39,28 +35,9 @@ BURST = 2000
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class Client:
-    """A camera and a listener in their own rclpy context, spun on a thread."""
-
-    def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("vehicle_client", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def client(ros_env):
-    client = Client()
+    client = ClientNode("vehicle_client")
     yield client
     client.close()
 

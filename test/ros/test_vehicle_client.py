@@ -1,9 +1,9 @@
 """What a vehicle integrator checks, from a client process apart from the node process.
 
-The client (`ros_harness.ClientNode`) uses only rclpy and ROS messages (no project code): QoS overrides from a
-params file, exact frame accounting over a reliable burst, per-camera health turning ERROR
-when the camera stops, camera_info paired with answered frames, sim time from /clock, and
-the lifecycle executable answering only once configured and active.
+The client (`ros_harness.ClientNode`) uses only rclpy and ROS messages (no project code):
+QoS overrides from a params file, exact frame accounting over a reliable burst, per-camera
+health turning ERROR when the camera stops, camera_info paired with answered frames, sim time
+from /clock, and the lifecycle executable answering only once configured and active.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Offline (default): `io/scored_bag.py` scores every camera message into a new bag
 copy of the input topics, recorded as the live node publishes it (`ros/bag_recording.py`).
 One bag: `--out` is the output bag. Many (several bags, a folder of bags, a glob, a list
 file): `--out` is a folder that gets one scored bag per input, here or on Ray (`--ray`,
-`fleet/replay.py`). Live (`--live`): `ros/bag_publisher.py` publishes the bag's image
+`fleet/scored_bags.py`). Live (`--live`): `ros/bag_publisher.py` publishes the bag's image
 messages with rclpy at the recorded rate, headers untouched, into a running node.
 """
 
@@ -115,7 +115,7 @@ def replay_many(args: argparse.Namespace) -> dict:
     from functools import partial
 
     from ood_perception.fleet.inputs import BagInput, expand_bags
-    from ood_perception.fleet.replay import outputs_in, replay_bags
+    from ood_perception.fleet.scored_bags import outputs_in, score_bags
     from ood_perception.fleet.spec import PipelineSpec
 
     fleet = fleet_config(args)
@@ -133,7 +133,7 @@ def replay_many(args: argparse.Namespace) -> dict:
         pairs = outputs_in(args.out, expand_bags(args.bags))
     spec = PipelineSpec(str(args.model.absolute()), args.backend, device=args.device,
                         precision=args.precision, postprocess=partial(node_postprocess, params))
-    return replay_bags(pairs, spec, _scored_bag_config(args), fleet)
+    return score_bags(pairs, spec, _scored_bag_config(args), fleet)
 
 
 def publish_live(args: argparse.Namespace) -> dict:

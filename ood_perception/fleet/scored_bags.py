@@ -15,13 +15,13 @@ from ood_perception.io.scored_bag import ScoredBagConfig, score_bag
 
 
 @dataclass(frozen=True)
-class ReplayJob:
+class ScoredBagJob:
     bag: str
     out: str
     config: ScoredBagConfig
 
 
-def replay_job(pipeline: Pipeline, job: ReplayJob, progress) -> dict:
+def scored_bag_job(pipeline: Pipeline, job: ScoredBagJob, progress) -> dict:
     """One bag into its output bag (written aside, so a lost worker leaves no half bag)."""
     out = Path(job.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ def outputs_in(folder: Path, bags: list[BagInput]) -> list[tuple[BagInput, Path]
     return [(bag, folder / bag.name) for bag in bags]
 
 
-def replay_bags(pairs: list[tuple[BagInput, Path]], spec: PipelineSpec,
+def score_bags(pairs: list[tuple[BagInput, Path]], spec: PipelineSpec,
                 config: ScoredBagConfig, fleet: FleetConfig) -> dict:
     """Replay every (bag, output) pair whose output does not exist yet; the run's summary.
 
@@ -43,13 +43,13 @@ def replay_bags(pairs: list[tuple[BagInput, Path]], spec: PipelineSpec,
     """
     todo = [(bag, out) for bag, out in pairs if not out.exists()]
     shards = [Shard(str(bag.path), expected_frames(bag.path, config.topics),
-                    ReplayJob(str(bag.path.absolute()), str(out.absolute()), config))
+                    ScoredBagJob(str(bag.path.absolute()), str(out.absolute()), config))
               for bag, out in todo]
     results = []
     with Fleet(spec, fleet, max(len(shards), 1)) as workers:
         start = time.perf_counter()
         if shards:
-            results = workers.run(replay_job, shards, desc="replay")
+            results = workers.run(scored_bag_job, shards, desc="replay")
         seconds = time.perf_counter() - start
     done = [r.value for r in results if r.error is None]
     frames = sum(value["frames"] for value in done)

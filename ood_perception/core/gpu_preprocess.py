@@ -164,22 +164,20 @@ def place_images(images: torch.Tensor, size: tuple[int, int],
 
 def score_to_frame(score: torch.Tensor, place: Placement, fill: float) -> torch.Tensor:
     """`preprocess.score_to_frame` on the device: [h, w] model map -> frame-size map."""
-    valid = resize_score(score[place.model_box.rows, place.model_box.cols],
-                         place.frame_box.size)
-    if place.whole_frame:
-        return valid
-    out = valid.new_full(place.frame_size, fill)
-    out[place.frame_box.rows, place.frame_box.cols] = valid
-    return out
+    return _to_frame(score, place, fill, resize_score)
 
 
 def classes_to_frame(classes: torch.Tensor, place: Placement) -> torch.Tensor:
     """`preprocess.classes_to_frame` on the device (the same nearest sources)."""
-    valid = resize_classes(classes[place.model_box.rows, place.model_box.cols],
-                           place.frame_box.size)
+    return _to_frame(classes, place, UNSEEN_CLASS, resize_classes)
+
+
+def _to_frame(model_map: torch.Tensor, place: Placement, fill: float, resize) -> torch.Tensor:
+    """The scored window of `model_map` resized back to its frame window, `fill` elsewhere."""
+    valid = resize(model_map[place.model_box.rows, place.model_box.cols], place.frame_box.size)
     if place.whole_frame:
         return valid
-    out = valid.new_full(place.frame_size, UNSEEN_CLASS)
+    out = valid.new_full(place.frame_size, fill)
     out[place.frame_box.rows, place.frame_box.cols] = valid
     return out
 

@@ -97,28 +97,26 @@ def score_to_frame(score: np.ndarray, place: Placement, fill: float,
                    out: np.ndarray | None = None) -> np.ndarray:
     """float32 model map -> frame-size map: the letterbox padding dropped, the scored window
     resized back bilinearly, `fill` outside a crop; into `out` (float32 frame size) if given."""
-    valid = score[place.model_box.rows, place.model_box.cols]
-    if place.whole_frame:
-        return resize_score(np.ascontiguousarray(valid), place.frame_size, out=out)
-    if out is None:
-        out = np.empty(place.frame_size, np.float32)
-    out[...] = fill
-    out[place.frame_box.rows, place.frame_box.cols] = resize_score(
-        np.ascontiguousarray(valid), place.frame_box.size)
-    return out
+    return _to_frame(score, place, fill, resize_score, np.float32, out)
 
 
 def classes_to_frame(classes: np.ndarray, place: Placement,
                      out: np.ndarray | None = None) -> np.ndarray:
     """uint8 model class ids -> frame size as `score_to_frame` places scores, nearest;
     `placement.UNSEEN_CLASS` outside a crop."""
-    valid = np.ascontiguousarray(classes[place.model_box.rows, place.model_box.cols])
+    return _to_frame(classes, place, UNSEEN_CLASS, resize_classes, np.uint8, out)
+
+
+def _to_frame(model_map: np.ndarray, place: Placement, fill: float, resize, dtype,
+              out: np.ndarray | None) -> np.ndarray:
+    """The scored window of `model_map` resized back to its frame window, `fill` elsewhere."""
+    valid = np.ascontiguousarray(model_map[place.model_box.rows, place.model_box.cols])
     if place.whole_frame:
-        return resize_classes(valid, place.frame_size, out=out)
+        return resize(valid, place.frame_size, out=out)
     if out is None:
-        out = np.empty(place.frame_size, np.uint8)
-    out[...] = UNSEEN_CLASS
-    out[place.frame_box.rows, place.frame_box.cols] = resize_classes(valid, place.frame_box.size)
+        out = np.empty(place.frame_size, dtype)
+    out[...] = fill
+    out[place.frame_box.rows, place.frame_box.cols] = resize(valid, place.frame_box.size)
     return out
 
 
